@@ -1,0 +1,3 @@
+from doppelkit.cli import main
+
+main()

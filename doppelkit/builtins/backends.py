@@ -1,0 +1,76 @@
+"""The built-in backends: ``local`` (implied when no ``+backend`` is given) and ``cuda``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from doppelkit.errors import UserError
+from doppelkit.hookspecs import Register, hookimpl
+from doppelkit.interfaces import RunContext
+
+T = TypeVar("T")
+
+
+def cuda_available() -> bool:
+    """True when torch is installed and sees a CUDA device (torch imported only here)."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+class LocalBackend:
+    """Runs every step in this process, on CUDA when available, else on the CPU."""
+
+    name: ClassVar[str] = "local"
+
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def __init__(self, config: Config, context: RunContext) -> None:
+        self.config = config
+        self.context = context
+        self._device: str | None = None
+
+    @property
+    def device(self) -> str:
+        if self._device is None:
+            self._device = self._resolve_device()
+        return self._device
+
+    def _resolve_device(self) -> str:
+        if self.config.device == "auto":
+            return "cuda" if cuda_available() else "cpu"
+        if self.config.device == "cuda" and not cuda_available():
+            raise UserError(
+                "backend.device=cuda, but no CUDA GPU is visible to PyTorch "
+                "(torch.cuda.is_available() is False). Use backend.device=auto or cpu."
+            )
+        return self.config.device
+
+    def run(self, step: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        _ = self.device  # fail before the step starts, not in the middle of it
+        return step(*args, **kwargs)
+
+
+class CudaBackend(LocalBackend):
+    """In-process, but insists on a CUDA GPU (``+backend=cuda``)."""
+
+    name: ClassVar[str] = "cuda"
+
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+    def __init__(self, config: Config, context: RunContext) -> None:
+        super().__init__(LocalBackend.Config(device="cuda"), context)
+
+
+@hookimpl
+def register_backends(register: Register) -> None:
+    register(LocalBackend)
+    register(CudaBackend)

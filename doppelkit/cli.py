@@ -1,0 +1,196 @@
+"""The ``doppelkit`` command.
+
+``doppelkit [VERB] [OVERRIDES…]``: the verb (default: the whole pipeline) is taken off the
+command line, the rest goes to Hydra untouched, so ``--cfg job``, ``--help``, ``-m`` and the
+override grammar work as in any Hydra app. ``plugins`` is handled without Hydra.
+
+User mistakes (bad override, invalid value, unknown component, missing persona, bad input
+file) print one message and exit 2; bugs keep their traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from rich.console import Console
+
+from doppelkit.errors import DoppelkitError, UnknownComponentError, UserError
+from doppelkit.interfaces import KINDS
+from doppelkit.registry import FIRST_PARTY_EXTRAS, Registries
+
+VERBS = ("ingest", "train", "chat", "serve", "validate", "plugins")
+EXIT_USAGE = 2
+
+_console = Console(stderr=True)
+
+
+def fail(exc: BaseException | str, code: int = EXIT_USAGE) -> None:
+    _console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    sys.exit(code)
+
+
+# --- plugins -------------------------------------------------------------------------------
+
+
+def plugins_command(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="doppelkit plugins", description="List installed plugins.")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    args = parser.parse_args(argv)
+
+    from rich.table import Table
+
+    from doppelkit.plugins import build_registries, default_plugin_manager, plugin_infos
+
+    pm = default_plugin_manager()
+    registries = build_registries(pm)
+    infos = plugin_infos(pm, registries)
+    if args.json:
+        payload = {
+            "plugins": [info.__dict__ for info in infos],
+            "components": {
+                r.kind: [{"name": reg.name, "plugin": reg.plugin} for reg in r] for r in registries
+            },
+        }
+        print(json.dumps(payload, indent=2))
+        return 0
+    console = Console()
+    table = Table(title="doppelkit plugins")
+    for col in ("plugin", "distribution", "version", *KINDS, "other hooks"):
+        table.add_column(col)
+    for info in infos:
+        other = [h for h in info.hooks if not h.startswith("register_")]
+        table.add_row(
+            info.name,
+            info.distribution,
+            info.version,
+            *(", ".join(info.registers.get(kind, [])) or "-" for kind in KINDS),
+            ", ".join(other) or "-",
+        )
+    console.print(table)
+    for registry in registries:
+        names = ", ".join(registry.names()) or "(none)"
+        console.print(f"[bold]{registry.kind}s[/]: {names}")
+    return 0
+
+
+# --- Hydra verbs ---------------------------------------------------------------------------
+
+
+def check_component_overrides(overrides: Sequence[str], registries: Registries) -> None:
+    """Fail early, with the list of what is available, on ``source=nope``-style overrides.
+
+    Hydra would say "Could not find 'source/nope'"; we can also say which extra provides a
+    first-party component that is not installed (those still compose, for ``--cfg job``).
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException as exc:
+        fail(f"cannot parse the overrides: {exc}")
+        return
+    for override in parsed:
+        kind = override.key_or_group
+        if kind not in KINDS or override.is_delete() or override.package:
+            continue
+        values = (
+            list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
+        )
+        for value in values:
+            if not isinstance(value, str):
+                continue
+            if value not in registries.of(kind) and (kind, value) not in FIRST_PARTY_EXTRAS:
+                fail(UnknownComponentError(kind, value, registries.of(kind).names()))
+
+
+def _hydra_overrides(argv: Sequence[str]) -> list[str]:
+    from hydra._internal.utils import get_args_parser  # Hydra's own parser: same flags, same rules
+
+    args, _unknown = get_args_parser().parse_known_args(list(argv))
+    return list(args.overrides or [])
+
+
+class _Task:
+    """Hydra's task function for one verb; records whether Hydra got as far as calling it."""
+
+    def __init__(self, verb: str, pm: Any, registries: Registries) -> None:
+        self.verb, self.pm, self.registries = verb, pm, registries
+        self.started = False
+
+    def __call__(self, cfg: Any) -> None:
+        self.started = True
+        try:
+            run_verb(self.verb, cfg, self.pm, self.registries)
+        except UserError as exc:
+            fail(exc, exc.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+
+
+def run_verb(verb: str, cfg: Any, pm: Any, registries: Registries, console: Console | None = None) -> Any:
+    from doppelkit import pipeline
+    from doppelkit.config import validate
+
+    run = validate(cfg, registries)
+    console = console or _console
+    if verb == "validate":
+        chosen = ", ".join(f"{k}={s.name}" for k, s in run.selections.items())
+        console.print(f"[green]configuration is valid[/]: {chosen}; home={run.settings.home}")
+        return run
+    context = pipeline.build_context(run, pm.hook, console)
+    jobs: dict[str, Callable[[], Any]] = {
+        "run": lambda: pipeline.run_pipeline(run, context),
+        "ingest": lambda: pipeline.print_dataset_report(pipeline.ingest(run, context).report, console),
+        "train": lambda: pipeline.print_train_result(pipeline.train(run, context), console),
+        "chat": lambda: pipeline.serve(run, context),
+        "serve": lambda: pipeline.serve(run, context),
+    }
+    return jobs[verb]()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    verb = args.pop(0) if args and args[0] in VERBS else "run"
+    if verb == "plugins":
+        sys.exit(plugins_command(args))
+    if verb == "chat" and not any(a.startswith(("frontend=", "+frontend=")) for a in args):
+        args.append("frontend=chat")
+
+    try:
+        from doppelkit.config import config_dir, register_config_schemas
+        from doppelkit.plugins import build_registries, default_plugin_manager
+
+        pm = default_plugin_manager()
+        registries = build_registries(pm)
+        register_config_schemas(registries)
+    except DoppelkitError as exc:
+        fail(exc, getattr(exc, "exit_code", 1))
+        return
+    if not {"--help", "-h", "--hydra-help"} & set(args):
+        check_component_overrides(_hydra_overrides(args), registries)
+
+    import hydra
+
+    task = _Task(verb, pm, registries)
+    entry = hydra.main(config_path=str(config_dir()), config_name="doppelkit", version_base="1.3")(task)
+    saved_argv = sys.argv
+    sys.argv = [saved_argv[0] if saved_argv else "doppelkit", *args]
+    try:
+        entry()
+    except SystemExit as exc:
+        # Hydra exits 1 for a bad override or a composition error, before our task runs:
+        # that is the user's mistake, so it gets the usage status.
+        if exc.code == 1 and not task.started:
+            sys.exit(EXIT_USAGE)
+        raise
+    finally:
+        sys.argv = saved_argv
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Hook specifications: the whole surface a doppelkit plugin can implement.
+
+A plugin is any module or object with functions decorated by :data:`doppelkit.hookimpl` whose
+names match the specs below. Installed distributions expose plugins through the ``doppelkit``
+entry-point group::
+
+    [project.entry-points.doppelkit]
+    jsonl = "doppelkit_jsonl"
+
+Every hook is optional; implement only what your plugin provides. The reference manual with
+examples is ``docs/plugins/hooks.md`` (a test fails when a hook here is not documented there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pluggy
+
+PROJECT = "doppelkit"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+Register = Callable[[type[Any]], None]
+
+
+@hookspec
+def register_sources(register: Register) -> None:
+    """Register source classes: ``register(MySource)``.
+
+    A source reads a workspace (members, then threads). The class needs ``name``, a pydantic
+    ``Config`` and the methods of :class:`doppelkit.interfaces.Source`. Selected with
+    ``source=<name>``; configured under ``source.*``.
+    """
+
+
+@hookspec
+def register_formatters(register: Register) -> None:
+    """Register formatter classes: ``register(MyFormatter)``.
+
+    A formatter turns threads into training examples and, at serve time, conversations into
+    prompts — one code path for both. See :class:`doppelkit.interfaces.Formatter`. Selected with
+    ``formatter=<name>``; configured under ``formatter.*``.
+    """
+
+
+@hookspec
+def register_trainers(register: Register) -> None:
+    """Register trainer classes: ``register(MyTrainer)``.
+
+    A trainer fine-tunes the configured base model (``model.*``) on a dataset and publishes a
+    versioned adapter under ``home``. See :class:`doppelkit.interfaces.Trainer`. Selected with
+    ``trainer=<name>``; configured under ``trainer.*``.
+    """
+
+
+@hookspec
+def register_backends(register: Register) -> None:
+    """Register backend classes: ``register(MyBackend)``.
+
+    A backend decides where a step (train, serve) runs. No backend selected means the built-in
+    ``local`` backend. Selected with ``+backend=<name>`` (the ``+`` is needed because the
+    backend group is not in the defaults list); configured under ``backend.*``.
+    """
+
+
+@hookspec
+def register_frontends(register: Register) -> None:
+    """Register frontend classes: ``register(MyFrontend)``.
+
+    A frontend serves personas to people (a Slack bot, a terminal chat). See
+    :class:`doppelkit.interfaces.Frontend`. Selected with ``frontend=<name>``; configured under
+    ``frontend.*``.
+    """
+
+
+@hookspec
+def scrub_message(text: str, record: Callable[[str, int], None]) -> str | None:
+    """Redact ``text`` before it reaches disk or a model; return the new text or ``None``.
+
+    Implementations are chained: each receives the text as redacted by the ones before it
+    (plugins registered later run first, as usual in pluggy). Call ``record(kind, count)`` for
+    every kind of secret you redacted (``record("email", 2)``): the counts appear in the
+    dataset report. Return ``None`` to leave the text unchanged.
+    """

@@ -1,0 +1,161 @@
+"""One small interface per plugin kind.
+
+A component is a class with two class attributes and a constructor:
+
+* ``name`` — the registry name users select it by (``source=slack_export``);
+* ``Config`` — a pydantic model (``extra="forbid"``) validating its config section;
+* ``__init__(self, config, context)`` — receives the *validated* ``Config`` instance (never a
+  Hydra ``DictConfig``) and the :class:`RunContext`.
+
+The interfaces are ``typing.Protocol`` classes: plugins implement them structurally, without
+inheriting from doppelkit. ``doppelkit.testing.contracts`` holds one contract test suite per kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
+
+from pydantic import BaseModel
+
+from doppelkit.home import Home
+from doppelkit.models import (
+    ChatMessage,
+    DatasetReport,
+    Example,
+    Persona,
+    PersonaSelector,
+    Thread,
+    Workspace,
+)
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+T = TypeVar("T")
+
+KINDS: tuple[str, ...] = ("source", "formatter", "trainer", "backend", "frontend")
+
+
+@dataclass
+class RunContext:
+    """What every component may use besides its own config.
+
+    ``hook`` is the plugin manager's hook relay, so components can call lifecycle hooks such
+    as ``scrub_message``; ``settings`` is the whole validated run configuration (read-only by
+    convention) for the rare component that needs a sibling section (e.g. the frontend needs
+    ``engine``).
+    """
+
+    home: Home
+    console: Console
+    hook: Any = None
+    persona: PersonaSelector = field(default_factory=PersonaSelector)
+    settings: Any = None
+
+
+class Component(Protocol):
+    name: ClassVar[str]
+    Config: ClassVar[type[BaseModel]]
+
+
+@runtime_checkable
+class Source(Component, Protocol):
+    """Reads a workspace: its members, then its conversations one thread at a time.
+
+    ``threads`` must stream (bounded memory: at most one channel held at once) and record what
+    it skipped in ``report`` (``report.drop("private")``, ``report.skip_file(path, reason)``).
+    """
+
+    def __init__(self, config: Any, context: RunContext) -> None: ...
+
+    def workspace(self) -> Workspace: ...
+
+    def threads(self, report: DatasetReport) -> Iterator[Thread]: ...
+
+
+@dataclass
+class Rendered:
+    """A tokenised training example: ``labels`` is ``-100`` wherever loss is not taken."""
+
+    input_ids: list[int]
+    labels: list[int]
+
+
+@runtime_checkable
+class Formatter(Component, Protocol):
+    """Turns threads into examples (training) and conversations into prompts (serving).
+
+    The same code path serves both, so a persona sees in Slack exactly the prompt shape it
+    was trained on.
+    """
+
+    def __init__(self, config: Any, context: RunContext) -> None: ...
+
+    def examples(self, thread: Thread, persona: Persona, report: DatasetReport) -> Iterator[Example]:
+        """Yield one example per qualifying persona reply in ``thread``."""
+        ...
+
+    def conversation(self, thread: Thread, persona: Persona) -> list[ChatMessage]:
+        """Serving: the chat messages asking the persona to continue ``thread``."""
+        ...
+
+    def render(self, example: Example, tokenizer: Any) -> Rendered:
+        """Training: token ids with the prompt masked out of ``labels``."""
+        ...
+
+    def render_prompt(self, messages: Sequence[ChatMessage], tokenizer: Any) -> str:
+        """Serving: the exact prompt text to generate from (prefix of ``render``'s text)."""
+        ...
+
+
+@dataclass
+class TrainJob:
+    """Everything a trainer needs to produce one persona adapter."""
+
+    persona: Persona
+    dataset: Path
+    eval_dataset: Path | None
+    formatter: Formatter
+    model: Any  # doppelkit.settings.ModelConfig
+    report: DatasetReport | None = None
+
+
+@dataclass
+class TrainResult:
+    adapter_dir: Path
+    version: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Trainer(Component, Protocol):
+    """Fine-tunes a base model on a dataset and publishes a versioned adapter under home."""
+
+    def __init__(self, config: Any, context: RunContext) -> None: ...
+
+    def train(self, job: TrainJob) -> TrainResult: ...
+
+
+@runtime_checkable
+class Backend(Component, Protocol):
+    """Decides *where* a step runs: in-process, on a local GPU, remotely.
+
+    ``run`` calls ``step(*args, **kwargs)`` somewhere and returns its result. Steps and their
+    arguments are plain, picklable values so a remote backend can ship them.
+    """
+
+    def __init__(self, config: Any, context: RunContext) -> None: ...
+
+    def run(self, step: Callable[..., T], /, *args: Any, **kwargs: Any) -> T: ...
+
+
+@runtime_checkable
+class Frontend(Component, Protocol):
+    """Serves personas to people: a Slack bot, a terminal chat, …. ``serve`` blocks."""
+
+    def __init__(self, config: Any, context: RunContext) -> None: ...
+
+    def serve(self) -> None: ...

@@ -1,0 +1,212 @@
+"""Domain models shared by every plugin kind.
+
+These are the nouns that flow along the data path::
+
+    Source ──Thread──▶ Formatter ──Example──▶ Trainer ──AdapterManifest──▶ home/adapters
+
+They are plain pydantic models so plugins can serialise them (JSONL datasets, manifests,
+reports) without knowing each other.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Slack IDs (T…, U…/W…, C…/G…) and the IDs other sources invent are used as directory names
+# under ``home``; this pattern keeps them to one safe path component.
+SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def validate_safe_id(value: str, what: str = "id") -> str:
+    """Return ``value`` if it is safe as a single path component, else raise ``ValueError``."""
+    if not isinstance(value, str) or not SAFE_ID.match(value) or value in {".", ".."}:
+        raise ValueError(
+            f"{what} {value!r} is not a valid ID (letters, digits, '_', '.', '-'; at most 64 "
+            "characters; must start with a letter or digit)"
+        )
+    return value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class User(_Model):
+    """A workspace member as the source knows them. IDs are stable; names are not unique."""
+
+    id: str
+    name: str = ""  # the handle (Slack ``name``)
+    display_name: str = ""
+    real_name: str = ""
+    is_bot: bool = False
+    deleted: bool = False
+
+    @property
+    def label(self) -> str:
+        """The name people see in chat: display name, else real name, else handle, else ID."""
+        return self.display_name or self.real_name or self.name or self.id
+
+
+class Workspace(_Model):
+    """A team and its members, as read by a source before any thread."""
+
+    team: str
+    name: str = ""
+    users: list[User] = Field(default_factory=list)
+
+    @field_validator("team")
+    @classmethod
+    def _team_is_safe(cls, v: str) -> str:
+        return validate_safe_id(v, "team")
+
+    def user_by_id(self) -> dict[str, User]:
+        return {u.id: u for u in self.users}
+
+
+class Message(_Model):
+    """One chat message, already resolved to its final (edited) text.
+
+    ``text`` is the raw platform text (Slack mrkdwn for Slack sources); formatters clean it.
+    """
+
+    ts: str  # platform timestamp; sort numerically (see ``ts_key``)
+    user: str | None = None  # author ID; None for integrations without a user
+    text: str = ""
+    is_bot: bool = False
+    subtype: str | None = None
+    thread_ts: str | None = None
+    edited: bool = False
+    files: int = 0  # number of attached files (content is never read)
+
+    @property
+    def ts_key(self) -> float:
+        return float(self.ts)
+
+
+class Thread(_Model):
+    """A conversation: a thread's root and replies ordered by timestamp.
+
+    Sources may also yield time-gap "sessions" of top-level messages as threads
+    (``kind="session"``).
+    """
+
+    team: str
+    channel: str  # channel ID
+    channel_name: str = ""
+    ts: str  # the root message's ts (or the first message's, for sessions)
+    messages: list[Message]
+    private: bool = False
+    kind: Literal["thread", "session"] = "thread"
+
+
+Role = Literal["system", "user", "assistant"]
+
+
+class ChatMessage(_Model):
+    """One OpenAI-style chat turn."""
+
+    role: Role
+    content: str
+
+
+class Example(_Model):
+    """One training example: OpenAI chat ``messages`` plus provenance ``meta``.
+
+    Serialised one per line in the dataset JSONL. ``meta`` records where the example came
+    from (team, channel, thread ts, message ts of the response, source name) so every example
+    can be traced back and deleted on request.
+    """
+
+    messages: list[ChatMessage]
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def response(self) -> str:
+        """The assistant turn this example teaches (its last message)."""
+        return self.messages[-1].content if self.messages else ""
+
+
+class PersonaSelector(_Model):
+    """Who the bot should sound like: ``user`` is a Slack ID, display name or real name."""
+
+    user: str | None = None
+    team: str | None = None  # optional; needed only when a source holds several teams
+
+
+class Persona(_Model):
+    """A resolved persona: the user record and the team it belongs to."""
+
+    team: str
+    user: User
+
+    @property
+    def id(self) -> str:
+        return self.user.id
+
+    @property
+    def label(self) -> str:
+        return self.user.label
+
+
+class SkippedFile(_Model):
+    path: str
+    reason: str
+
+
+class DatasetReport(_Model):
+    """What an ingest saw, kept and dropped; printed and saved beside the dataset."""
+
+    source: str = ""
+    formatter: str = ""
+    team: str = ""
+    persona_id: str = ""
+    persona_name: str = ""
+    threads_seen: int = 0
+    messages_seen: int = 0
+    candidate_persona_messages: int = 0
+    examples_kept: int = 0
+    train_examples: int = 0
+    eval_examples: int = 0
+    drops: dict[str, int] = Field(default_factory=dict)
+    scrubbed: dict[str, int] = Field(default_factory=dict)
+    skipped_files: list[SkippedFile] = Field(default_factory=list)
+    dataset_path: str = ""
+    eval_path: str = ""
+    dataset_sha256: str = ""
+    created: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        """Count ``n`` items dropped for ``reason`` (e.g. ``too_short``, ``bot``, ``private``)."""
+        self.drops[reason] = self.drops.get(reason, 0) + n
+
+    def count_scrubbed(self, counts: Counter[str] | dict[str, int]) -> None:
+        for kind, n in counts.items():
+            self.scrubbed[kind] = self.scrubbed.get(kind, 0) + n
+
+    def skip_file(self, path: str, reason: str) -> None:
+        self.skipped_files.append(SkippedFile(path=path, reason=reason))
+
+
+class AdapterManifest(_Model):
+    """``manifest.json`` stored beside each published adapter version."""
+
+    version: str  # "v1", "v2", …
+    team: str
+    persona_id: str
+    persona_name: str
+    base_model: str
+    model_revision: str | None = None
+    trainer: str
+    trainer_config: dict[str, Any] = Field(default_factory=dict)
+    formatter: str
+    formatter_config: dict[str, Any] = Field(default_factory=dict)
+    template_hash: str
+    dataset_hash: str
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    doppelkit_version: str
+    created: datetime = Field(default_factory=lambda: datetime.now(UTC))

@@ -1,0 +1,81 @@
+"""Resolving ``persona.user`` (an ID, display name or real name) to one workspace member."""
+
+from __future__ import annotations
+
+import difflib
+
+from doppelkit.errors import PersonaError
+from doppelkit.models import Persona, PersonaSelector, User, Workspace
+
+
+def _describe(user: User) -> str:
+    names = [n for n in (user.display_name, user.real_name, user.name) if n]
+    unique = list(dict.fromkeys(names))
+    return f"{user.id} ({' / '.join(unique) or 'no name'})"
+
+
+def _fold(text: str) -> str:
+    return " ".join(text.casefold().lstrip("@").split())
+
+
+def candidates(query: str, users: list[User], n: int = 5) -> list[User]:
+    """The users whose names are closest to ``query`` (for "did you mean" lists)."""
+    keyed: dict[str, User] = {}
+    for u in users:
+        for name in (u.id, u.name, u.display_name, u.real_name):
+            if name:
+                keyed.setdefault(_fold(name), u)
+    close = difflib.get_close_matches(_fold(query), list(keyed), n=n * 2, cutoff=0.5)
+    out: list[User] = []
+    for key in close:
+        if keyed[key] not in out:
+            out.append(keyed[key])
+    return out[:n]
+
+
+def find_user(query: str, users: list[User]) -> User:
+    """Match ``query`` against IDs first, then display, real and handle names (case-insensitive).
+
+    Raises :class:`PersonaError` listing the candidates when nothing or several match.
+    """
+    query = query.strip()
+    if query.startswith("<@") and query.endswith(">"):  # a pasted Slack mention: <@U123|name>
+        query = query[2:-1].split("|", 1)[0]
+    for u in users:
+        if u.id == query:
+            return u
+    folded = _fold(query)
+    for field in ("display_name", "real_name", "name"):
+        matches = [u for u in users if getattr(u, field) and _fold(getattr(u, field)) == folded]
+        humans = [u for u in matches if not u.deleted] or matches
+        if len(humans) == 1:
+            return humans[0]
+        if len(humans) > 1:
+            listed = "; ".join(_describe(u) for u in humans)
+            raise PersonaError(
+                f"persona.user={query!r} is ambiguous: {len(humans)} people match ({listed}). "
+                "Use the user ID instead, e.g. persona.user=" + humans[0].id
+            )
+    close = candidates(query, users)
+    hint = (
+        "Closest matches: " + "; ".join(_describe(u) for u in close)
+        if close
+        else "Run with a user ID (U…) from the workspace's users.json"
+    )
+    raise PersonaError(f"No one in this workspace matches persona.user={query!r}. {hint}.")
+
+
+def resolve_persona(selector: PersonaSelector, workspace: Workspace) -> Persona:
+    """Resolve the configured persona in ``workspace``; bots can never be a persona."""
+    if not selector.user:
+        people = [u for u in workspace.users if not u.is_bot and not u.deleted][:8]
+        listed = "; ".join(_describe(u) for u in people)
+        raise PersonaError(
+            "No persona chosen: set persona.user to a user ID, display name or real name"
+            + (f", e.g. one of: {listed}" if listed else "")
+            + "."
+        )
+    user = find_user(selector.user, workspace.users)
+    if user.is_bot:
+        raise PersonaError(f"persona.user={selector.user!r} is a bot ({_describe(user)}); choose a person.")
+    return Persona(team=workspace.team, user=user)

@@ -1,0 +1,261 @@
+"""The jobs behind the CLI verbs: ingest, train, the whole pipeline, chat and serve.
+
+Each job builds its components from a validated :class:`~doppelkit.config.RunConfig`; none of
+them knows which plugins it is talking to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from doppelkit.config import RunConfig, Selection
+from doppelkit.errors import InputDataError, PersonaError
+from doppelkit.home import Home, atomic_write, write_json
+from doppelkit.interfaces import Backend, Formatter, RunContext, Source, Trainer, TrainJob, TrainResult
+from doppelkit.models import DatasetReport, Message, Persona, Thread, User
+from doppelkit.persona import resolve_persona
+from doppelkit.plugins import scrub
+
+REPORT_SUFFIX = ".report.json"
+EVAL_SUFFIX = ".eval.jsonl"
+
+
+def build_context(run: RunConfig, hook: Any, console: Console | None = None) -> RunContext:
+    return RunContext(
+        home=Home.at(run.settings.home),
+        console=console or Console(stderr=True),
+        hook=hook,
+        persona=run.settings.persona,
+        settings=run,
+    )
+
+
+def make(selection: Selection, context: RunContext) -> Any:
+    """Instantiate a selected component with its validated config."""
+    return selection.component(selection.config, context)
+
+
+@dataclass(frozen=True)
+class DatasetPaths:
+    train: Path
+    eval: Path
+    report: Path
+
+    @classmethod
+    def beside(cls, train: Path) -> DatasetPaths:
+        stem = train.name.removesuffix(".jsonl")
+        return cls(train, train.with_name(stem + EVAL_SUFFIX), train.with_name(stem + REPORT_SUFFIX))
+
+
+def dataset_paths(run: RunConfig, home: Home, persona: Persona) -> DatasetPaths:
+    configured = run.settings.dataset.path
+    train = Path(configured) if configured else home.datasets(persona.team, persona.id) / "dataset.jsonl"
+    if train.exists() and train.is_dir():
+        raise InputDataError(f"dataset.path={str(train)!r} is a directory; give a .jsonl file path.")
+    return DatasetPaths.beside(train.expanduser().resolve())
+
+
+def eval_share(thread: Thread, fraction: float) -> bool:
+    """Deterministic held-out split by thread: the same thread always lands on the same side."""
+    if fraction <= 0:
+        return False
+    key = f"{thread.team}/{thread.channel}/{thread.ts}".encode()
+    bucket = int.from_bytes(hashlib.sha256(key).digest()[:8], "big") / 2**64
+    return bucket < fraction
+
+
+def scrub_thread(thread: Thread, hook: Any, counts: Counter[str]) -> Thread:
+    """Run the ``scrub_message`` chain over every message, before anything reaches disk."""
+
+    def record(kind: str, n: int) -> None:
+        counts[kind] += n
+
+    messages: list[Message] = []
+    for message in thread.messages:
+        text = scrub(hook, message.text, record) if message.text else message.text
+        messages.append(message if text == message.text else message.model_copy(update={"text": text}))
+    return thread.model_copy(update={"messages": messages})
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class IngestResult:
+    persona: Persona
+    paths: DatasetPaths
+    report: DatasetReport
+
+
+def ingest(run: RunConfig, context: RunContext) -> IngestResult:
+    """Source → scrub → formatter → dataset JSONL (+ held-out JSONL + report), all atomic."""
+    source: Source = make(run["source"], context)
+    formatter: Formatter = make(run["formatter"], context)
+    workspace = source.workspace()
+    persona = resolve_persona(run.settings.persona, workspace)
+    paths = dataset_paths(run, context.home, persona)
+    eval_fraction = float(getattr(formatter.config, "eval_fraction", 0.0))  # type: ignore[attr-defined]
+    report = DatasetReport(
+        source=run["source"].name,
+        formatter=run["formatter"].name,
+        team=persona.team,
+        persona_id=persona.id,
+        persona_name=persona.label,
+        dataset_path=str(paths.train),
+        eval_path=str(paths.eval) if eval_fraction > 0 else "",
+    )
+    scrubbed: Counter[str] = Counter()
+    with contextlib.ExitStack() as stack:
+        train_out = stack.enter_context(atomic_write(paths.train))
+        eval_out = stack.enter_context(atomic_write(paths.eval)) if eval_fraction > 0 else None
+        for thread in source.threads(report):
+            report.threads_seen += 1
+            report.messages_seen += len(thread.messages)
+            held_out = eval_out is not None and eval_share(thread, eval_fraction)
+            out = eval_out if held_out and eval_out is not None else train_out
+            for example in formatter.examples(scrub_thread(thread, context.hook, scrubbed), persona, report):
+                out.write(example.model_dump_json() + "\n")
+                report.examples_kept += 1
+                if held_out:
+                    report.eval_examples += 1
+                else:
+                    report.train_examples += 1
+        if report.examples_kept == 0:
+            # Raising inside the block removes the temp files: nothing half-written stays.
+            raise PersonaError(no_examples_message(persona, report))
+    report.count_scrubbed(scrubbed)
+    report.dataset_sha256 = sha256_file(paths.train)
+    write_json(paths.report, report.model_dump(mode="json"))
+    return IngestResult(persona, paths, report)
+
+
+def no_examples_message(persona: Persona, report: DatasetReport) -> str:
+    drops = ", ".join(f"{k}: {v}" for k, v in sorted(report.drops.items())) or "none"
+    return (
+        f"{persona.label} ({persona.id}) has no usable messages in this workspace: "
+        f"{report.threads_seen} threads read, {report.candidate_persona_messages} messages by them, "
+        f"drops by reason: {drops}. Choose another persona, or lower formatter.min_length."
+    )
+
+
+def print_dataset_report(report: DatasetReport, console: Console) -> None:
+    table = Table(title=f"Dataset for {report.persona_name} ({report.persona_id})", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_row("threads seen", str(report.threads_seen))
+    table.add_row("messages seen", str(report.messages_seen))
+    table.add_row("candidate persona messages", str(report.candidate_persona_messages))
+    table.add_row(
+        "examples kept",
+        f"{report.examples_kept} ({report.train_examples} train, {report.eval_examples} held out)",
+    )
+    for reason, n in sorted(report.drops.items()):
+        table.add_row(f"dropped: {reason}", str(n))
+    for kind, n in sorted(report.scrubbed.items()):
+        table.add_row(f"scrubbed: {kind}", str(n))
+    for skipped in report.skipped_files:
+        table.add_row("skipped file", f"{skipped.path}: {skipped.reason}")
+    console.print(table)
+    console.print(f"dataset: {report.dataset_path}")
+
+
+def _load_report(path: Path) -> DatasetReport:
+    try:
+        return DatasetReport.model_validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputDataError(f"cannot read the dataset report {path}: {exc}") from None
+
+
+def find_dataset(run: RunConfig, home: Home) -> tuple[Persona, DatasetPaths, DatasetReport]:
+    """Locate the dataset for ``train``: ``dataset.path`` or the persona's under home."""
+    if run.settings.dataset.path:
+        paths = DatasetPaths.beside(Path(run.settings.dataset.path).expanduser().resolve())
+        if not paths.train.is_file():
+            raise InputDataError(f"dataset.path={str(paths.train)!r} does not exist; run `doppelkit ingest`.")
+        if not paths.report.is_file():
+            raise InputDataError(
+                f"{paths.report} is missing; it is written by `doppelkit ingest` beside the dataset."
+            )
+        report = _load_report(paths.report)
+    else:
+        query = run.settings.persona.user
+        if not query:
+            raise PersonaError("No persona chosen: set persona.user (or dataset.path) to pick a dataset.")
+        found = []
+        for report_path in sorted((home.root / "datasets").glob(f"*/*/dataset{REPORT_SUFFIX}")):
+            report = _load_report(report_path)
+            names = {report.persona_id, report.persona_name.casefold()}
+            matches = query in names or query.casefold() in names
+            if matches and run.settings.persona.team in (None, report.team):
+                found.append((report_path, report))
+        if not found:
+            raise InputDataError(
+                f"No dataset for persona.user={query!r} under {home.root / 'datasets'}; "
+                "run `doppelkit ingest` first (or pass dataset.path=…)."
+            )
+        if len(found) > 1:
+            teams = ", ".join(r.team for _, r in found)
+            raise PersonaError(
+                f"persona.user={query!r} has datasets in several teams ({teams}); set persona.team."
+            )
+        report_path, report = found[0]
+        paths = DatasetPaths.beside(report_path.with_name("dataset.jsonl"))
+    persona = Persona(
+        team=report.team,
+        user=User(id=report.persona_id, display_name=report.persona_name),
+    )
+    return persona, paths, report
+
+
+def train(run: RunConfig, context: RunContext, ingested: IngestResult | None = None) -> TrainResult:
+    """Fine-tune and publish an adapter for the persona's dataset, on the selected backend."""
+    if ingested is None:
+        persona, paths, report = find_dataset(run, context.home)
+    else:
+        persona, paths, report = ingested.persona, ingested.paths, ingested.report
+    backend: Backend = make(run["backend"], context)
+    trainer: Trainer = make(run["trainer"], context)
+    formatter: Formatter = make(run["formatter"], context)
+    job = TrainJob(
+        persona=persona,
+        dataset=paths.train,
+        eval_dataset=paths.eval if paths.eval.is_file() and paths.eval.stat().st_size else None,
+        formatter=formatter,
+        model=run.settings.model,
+        report=report,
+    )
+    return backend.run(trainer.train, job)
+
+
+def print_train_result(result: TrainResult, console: Console) -> None:
+    console.print(f"[bold green]published[/] {result.version}: {result.adapter_dir}")
+    if result.metrics:
+        console.print_json(json.dumps(result.metrics, default=str))
+
+
+def run_pipeline(run: RunConfig, context: RunContext) -> TrainResult:
+    """The bare ``doppelkit`` job: ingest → train → evaluate → publish."""
+    ingested = ingest(run, context)
+    print_dataset_report(ingested.report, context.console)
+    result = train(run, context, ingested)
+    print_train_result(result, context.console)
+    return result
+
+
+def serve(run: RunConfig, context: RunContext) -> None:
+    frontend = make(run["frontend"], context)
+    frontend.serve()

@@ -1,0 +1,133 @@
+"""Building the plugin manager and the registries from it.
+
+Nothing is loaded at import time: :func:`get_plugin_manager` builds a fresh manager on demand
+(and caches the default one). Built-in components register through the very same hooks as
+third-party plugins.
+
+Environment knobs (comma-separated plugin names, as shown by ``doppelkit plugins``):
+
+* ``DOPPELKIT_LOAD_PLUGINS`` — when set, load *only* these entry-point plugins (an empty value
+  loads none, like ``load_entrypoints=False``);
+* ``DOPPELKIT_BLOCK_PLUGINS`` — never load these entry-point plugins.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from doppelkit import hookspecs
+from doppelkit.interfaces import KINDS
+from doppelkit.registry import Registries
+
+ENTRY_POINT_GROUP = "doppelkit"
+BUILTIN_PLUGINS = ("doppelkit.builtins.backends", "doppelkit.builtins.formatters")
+
+
+def _env_names(var: str) -> set[str] | None:
+    raw = os.environ.get(var)
+    if raw is None:
+        return None
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def get_plugin_manager(
+    *, load_entrypoints: bool = True, plugins: Iterable[Any] = (), builtins: bool = True
+) -> pluggy.PluginManager:
+    """Build a plugin manager.
+
+    ``load_entrypoints=False`` gives a hermetic manager (tests); ``plugins`` are extra plugin
+    objects (modules or instances) registered after the built-ins.
+    """
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    if builtins:
+        for modname in BUILTIN_PLUGINS:
+            module = importlib.import_module(modname)
+            pm.register(module, name=modname)
+    if load_entrypoints:
+        _load_entrypoints(pm)
+    for plugin in plugins:
+        pm.register(plugin)
+    pm.check_pending()
+    return pm
+
+
+def _load_entrypoints(pm: pluggy.PluginManager) -> None:
+    allow = _env_names("DOPPELKIT_LOAD_PLUGINS")
+    block = _env_names("DOPPELKIT_BLOCK_PLUGINS") or set()
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if (allow is not None and ep.name not in allow) or ep.name in block:
+            pm.set_blocked(ep.name)  # pluggy's loader skips blocked names
+    pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    distribution: str
+    version: str
+    registers: dict[str, list[str]] = field(default_factory=dict)
+    hooks: list[str] = field(default_factory=list)
+
+
+def build_registries(pm: pluggy.PluginManager) -> Registries:
+    """Call every ``register_<kind>s`` implementation, one plugin at a time.
+
+    Calling implementations one by one (not through the hook relay) lets the registry know
+    which plugin registered each name, so a duplicate names both plugins.
+    """
+    registries = Registries()
+    for kind in KINDS:
+        registry = registries.of(kind)
+        caller = getattr(pm.hook, f"register_{kind}s")
+        # pluggy lists implementations oldest first: built-ins register before third parties.
+        for impl in caller.get_hookimpls():
+            impl.function(register=functools.partial(registry.add, plugin=impl.plugin_name))
+    return registries
+
+
+def plugin_infos(pm: pluggy.PluginManager, registries: Registries) -> list[PluginInfo]:
+    """Every loaded plugin with its distribution, version and what it registers."""
+    dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
+    from doppelkit import __version__
+
+    infos: dict[str, PluginInfo] = {}
+    for name, plugin in pm.list_name_plugin():
+        if name is None or plugin is None:
+            continue
+        dist = dists.get(id(plugin))
+        if dist is not None:
+            dist_name, version = dist.project_name, dist.version
+        else:  # built-ins and plugins registered in code
+            builtin = name in BUILTIN_PLUGINS
+            dist_name, version = ("doppelkit", __version__) if builtin else ("(registered in code)", "")
+        hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
+        infos[name] = PluginInfo(name, dist_name, version, hooks=hooks)
+    for registry in registries:
+        for reg in registry:
+            if reg.plugin in infos:
+                infos[reg.plugin].registers.setdefault(registry.kind, []).append(reg.name)
+    return sorted(infos.values(), key=lambda i: (i.distribution != "doppelkit", i.name))
+
+
+def scrub(pm_hook: Any, text: str, record: Callable[[str, int], None]) -> str:
+    """Run the ``scrub_message`` chain over ``text``."""
+    if pm_hook is None:
+        return text
+    for impl in reversed(pm_hook.scrub_message.get_hookimpls()):  # pluggy order: last registered first
+        result = impl.function(text=text, record=record)
+        if result is not None:
+            text = result
+    return text
+
+
+@functools.cache
+def default_plugin_manager() -> pluggy.PluginManager:
+    return get_plugin_manager()

@@ -1,0 +1,12 @@
+"""Test helpers for doppelkit and its plugins.
+
+* :mod:`doppelkit.testing.fixtures` — pytest fixtures (loaded automatically through the
+  ``pytest11`` entry point): ``doppelkit_pm``, ``register_plugin``, ``doppelkit_home``,
+  ``run_context``.
+* :mod:`doppelkit.testing.contracts` — one contract test suite per plugin kind; a plugin's
+  tests subclass the suite for its kind and provide the fixtures it names.
+"""
+
+from doppelkit.testing.helpers import make_context, run_cli
+
+__all__ = ["make_context", "run_cli"]

@@ -1,0 +1,177 @@
+"""Contract test suites, one per plugin kind.
+
+A plugin's tests subclass the suite for its kind and provide the fixtures it documents::
+
+    from doppelkit.testing.contracts import SourceContract
+
+    class TestMySource(SourceContract):
+        @pytest.fixture
+        def source(self, run_context):
+            return MySource(MySource.Config(path=...), run_context)
+
+Every first-party plugin passes these; a third-party plugin that does can be relied on by the
+pipeline. The suites check behaviour the rest of doppelkit depends on, not implementation.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from doppelkit.interfaces import Backend, Formatter, Frontend, Rendered, Source, Trainer, TrainJob
+from doppelkit.models import DatasetReport, Example, Persona, Thread, validate_safe_id
+from doppelkit.registry import Registry
+
+
+def check_component_class(component: type[Any], kind: str) -> None:
+    """The shape every component shares: a name, a strict pydantic Config, registrable."""
+    assert isinstance(component.name, str) and component.name
+    assert issubclass(component.Config, BaseModel)
+    registry: Registry[Any] = Registry(kind)
+    registry.add(component, plugin="contract-test")  # raises if the class is malformed
+    with pytest.raises(ValidationError):
+        component.Config.model_validate({"definitely_not_an_option_xyz": 1})
+
+
+class SourceContract:
+    """Fixture to provide: ``source`` (an instance, reading a small workspace)."""
+
+    @pytest.fixture
+    def source(self) -> Source:
+        raise NotImplementedError("provide a `source` fixture")
+
+    def test_component_shape(self, source: Source) -> None:
+        check_component_class(type(source), "source")
+        assert isinstance(source, Source)
+
+    def test_workspace(self, source: Source) -> None:
+        ws = source.workspace()
+        validate_safe_id(ws.team, "team")
+        assert ws.users, "a workspace has members"
+        assert len({u.id for u in ws.users}) == len(ws.users), "user IDs are unique"
+
+    def test_threads_are_ordered_and_belong_to_the_workspace(self, source: Source) -> None:
+        ws = source.workspace()
+        report = DatasetReport()
+        threads = list(source.threads(report))
+        assert threads, "the test workspace should yield at least one thread"
+        for thread in threads:
+            assert isinstance(thread, Thread)
+            assert thread.team == ws.team
+            assert thread.messages, "threads are never empty"
+            keys = [m.ts_key for m in thread.messages]
+            assert keys == sorted(keys), f"messages of {thread.channel}/{thread.ts} not ordered by ts"
+            assert len(set(m.ts for m in thread.messages)) == len(thread.messages), "no duplicate messages"
+
+    def test_threads_are_repeatable(self, source: Source) -> None:
+        first = [t.model_dump() for t in source.threads(DatasetReport())]
+        second = [t.model_dump() for t in source.threads(DatasetReport())]
+        assert first == second, "reading the same workspace twice gives the same threads"
+
+
+class FormatterContract:
+    """Fixtures to provide: ``formatter``, ``persona`` (a Persona), ``thread`` (a Thread with
+    qualifying persona replies from ``persona``), ``tokenizer`` (a HF-style tokenizer)."""
+
+    @pytest.fixture
+    def formatter(self) -> Formatter:
+        raise NotImplementedError("provide a `formatter` fixture")
+
+    def test_component_shape(self, formatter: Formatter) -> None:
+        check_component_class(type(formatter), "formatter")
+        assert isinstance(formatter, Formatter)
+
+    def test_examples_end_with_the_personas_own_words(
+        self, formatter: Formatter, thread: Thread, persona: Persona
+    ) -> None:
+        examples = list(formatter.examples(thread, persona, DatasetReport()))
+        assert examples, "the fixture thread has qualifying persona replies"
+        persona_text = " ".join(m.text for m in thread.messages if m.user == persona.id)
+        for ex in examples:
+            assert isinstance(ex, Example)
+            assert ex.messages[-1].role == "assistant"
+            assert ex.messages[-1].content.strip()
+            for word in ex.messages[-1].content.split()[:5]:
+                assert word.strip("*_~`") in persona_text or word.startswith("@"), word
+            assert ex.meta.get("thread_ts") == thread.ts
+
+    def test_render_masks_the_prompt(
+        self, formatter: Formatter, thread: Thread, persona: Persona, tokenizer: Any
+    ) -> None:
+        example = next(iter(formatter.examples(thread, persona, DatasetReport())))
+        rendered = formatter.render(example, tokenizer)
+        assert isinstance(rendered, Rendered)
+        assert len(rendered.input_ids) == len(rendered.labels)
+        assert rendered.labels[0] == -100, "the prompt is masked"
+        trained = [t for t in rendered.labels if t != -100]
+        assert trained, "the response is trained on"
+        first = next(i for i, t in enumerate(rendered.labels) if t != -100)
+        assert rendered.labels[first:] == rendered.input_ids[first:]
+
+    def test_serving_prompt_is_the_training_prefix(
+        self, formatter: Formatter, thread: Thread, persona: Persona, tokenizer: Any
+    ) -> None:
+        examples = list(formatter.examples(thread, persona, DatasetReport()))
+        example = examples[-1]
+        reply_ts = example.meta["message_ts"][0]
+        upto = thread.model_copy(
+            update={"messages": list(itertools.takewhile(lambda m: m.ts != reply_ts, thread.messages))}
+        )
+        served = formatter.render_prompt(formatter.conversation(upto, persona), tokenizer)
+        trained = formatter.render_prompt(example.messages[:-1], tokenizer)
+        assert served == trained
+
+
+class TrainerContract:
+    """Fixtures to provide: ``trainer`` and ``train_job`` (a small, fast TrainJob)."""
+
+    @pytest.fixture
+    def trainer(self) -> Trainer:
+        raise NotImplementedError("provide a `trainer` fixture")
+
+    def test_component_shape(self, trainer: Trainer) -> None:
+        check_component_class(type(trainer), "trainer")
+        assert isinstance(trainer, Trainer)
+
+    def test_train_publishes_a_new_version_each_time(self, trainer: Trainer, train_job: TrainJob) -> None:
+        first = trainer.train(train_job)
+        assert first.adapter_dir.is_dir()
+        assert (first.adapter_dir / "manifest.json").is_file()
+        second = trainer.train(train_job)
+        assert second.version != first.version
+        assert first.adapter_dir.is_dir(), "publishing a new version keeps the previous one"
+
+
+class BackendContract:
+    """Fixture to provide: ``backend``."""
+
+    @pytest.fixture
+    def backend(self) -> Backend:
+        raise NotImplementedError("provide a `backend` fixture")
+
+    def test_component_shape(self, backend: Backend) -> None:
+        check_component_class(type(backend), "backend")
+        assert isinstance(backend, Backend)
+
+    def test_run_returns_the_steps_result(self, backend: Backend) -> None:
+        assert backend.run(pow, 2, 10) == 1024
+        assert backend.run(dict, a=1) == {"a": 1}
+
+    def test_run_propagates_the_steps_error(self, backend: Backend) -> None:
+        with pytest.raises(ZeroDivisionError):
+            backend.run(divmod, 1, 0)
+
+
+class FrontendContract:
+    """Fixture to provide: ``frontend`` (constructed, not serving)."""
+
+    @pytest.fixture
+    def frontend(self) -> Frontend:
+        raise NotImplementedError("provide a `frontend` fixture")
+
+    def test_component_shape(self, frontend: Frontend) -> None:
+        check_component_class(type(frontend), "frontend")
+        assert isinstance(frontend, Frontend)

@@ -1,0 +1,1 @@
+"""doppelkit-lora: LoRA fine-tuning, the tiny demo model and the persona engine."""

@@ -1,0 +1,1 @@
+"""doppelkit-slack: Slack sources, the fake Slack server and the sample workspace."""
