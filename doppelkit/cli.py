@@ -23,6 +23,15 @@ from doppelkit.interfaces import KINDS
 from doppelkit.registry import FIRST_PARTY_EXTRAS, Registries
 
 VERBS = ("ingest", "train", "chat", "serve", "validate", "plugins")
+# The component kinds each job uses: only those must be installed for it to run.
+VERB_NEEDS: dict[str, tuple[str, ...]] = {
+    "run": ("source", "formatter", "trainer", "backend"),
+    "ingest": ("source", "formatter"),
+    "train": ("formatter", "trainer", "backend"),
+    "chat": ("formatter", "trainer", "frontend"),
+    "serve": ("formatter", "trainer", "frontend"),
+    "validate": KINDS,
+}
 EXIT_USAGE = 2
 
 _console = Console(stderr=True)
@@ -59,17 +68,12 @@ def plugins_command(argv: Sequence[str]) -> int:
         return 0
     console = Console()
     table = Table(title="doppelkit plugins")
-    for col in ("plugin", "distribution", "version", *KINDS, "other hooks"):
-        table.add_column(col)
+    for col in ("plugin", "distribution", "version", "registers", "other hooks"):
+        table.add_column(col, overflow="fold")
     for info in infos:
+        registers = "\n".join(f"{kind}: {', '.join(names)}" for kind, names in info.registers.items())
         other = [h for h in info.hooks if not h.startswith("register_")]
-        table.add_row(
-            info.name,
-            info.distribution,
-            info.version,
-            *(", ".join(info.registers.get(kind, [])) or "-" for kind in KINDS),
-            ", ".join(other) or "-",
-        )
+        table.add_row(info.name, info.distribution, info.version, registers or "-", ", ".join(other) or "-")
     console.print(table)
     for registry in registries:
         names = ", ".join(registry.names()) or "(none)"
@@ -136,7 +140,7 @@ def run_verb(verb: str, cfg: Any, pm: Any, registries: Registries, console: Cons
     from doppelkit import pipeline
     from doppelkit.config import validate
 
-    run = validate(cfg, registries)
+    run = validate(cfg, registries, needs=VERB_NEEDS[verb])
     console = console or _console
     if verb == "validate":
         chosen = ", ".join(f"{k}={s.name}" for k, s in run.selections.items())

@@ -131,12 +131,38 @@ class TrainResult:
 
 
 @runtime_checkable
+class Engine(Protocol):
+    """Generates persona replies: one base model, many persona adapters.
+
+    Built by the trainer that produced the adapters (it knows how to load them); used by
+    frontends. Replies are built with the persona's formatter, the same code as training.
+    """
+
+    def current_version(self, team: str, user: str) -> str | None:
+        """The published adapter version that would answer for this persona, or None."""
+        ...
+
+    def stream(self, persona: Persona, thread: Thread, *, bot_user_id: str | None = None) -> Iterator[str]:
+        """Text chunks of the persona's reply to ``thread``, as they are generated."""
+        ...
+
+    def reply(self, persona: Persona, thread: Thread, *, bot_user_id: str | None = None) -> list[str]:
+        """The whole reply, split into the separate messages the persona would post."""
+        ...
+
+
+@runtime_checkable
 class Trainer(Component, Protocol):
-    """Fine-tunes a base model on a dataset and publishes a versioned adapter under home."""
+    """Fine-tunes a base model on a dataset and publishes a versioned adapter under home.
+
+    ``engine`` builds the serving engine for the adapters this trainer publishes.
+    """
 
     def __init__(self, config: Any, context: RunContext) -> None: ...
 
     def train(self, job: TrainJob) -> TrainResult: ...
+
+    def engine(self, formatter: Formatter) -> Engine: ...
 
 
 @runtime_checkable
@@ -158,4 +184,4 @@ class Frontend(Component, Protocol):
 
     def __init__(self, config: Any, context: RunContext) -> None: ...
 
-    def serve(self) -> None: ...
+    def serve(self, engine: Engine) -> None: ...

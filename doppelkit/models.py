@@ -24,7 +24,7 @@ SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 def validate_safe_id(value: str, what: str = "id") -> str:
     """Return ``value`` if it is safe as a single path component, else raise ``ValueError``."""
-    if not isinstance(value, str) or not SAFE_ID.match(value) or value in {".", ".."}:
+    if not isinstance(value, str) or not SAFE_ID.fullmatch(value) or value in {".", ".."}:
         raise ValueError(
             f"{what} {value!r} is not a valid ID (letters, digits, '_', '.', '-'; at most 64 "
             "characters; must start with a letter or digit)"

@@ -20,7 +20,17 @@ from rich.table import Table
 from doppelkit.config import RunConfig, Selection
 from doppelkit.errors import InputDataError, PersonaError
 from doppelkit.home import Home, atomic_write, write_json
-from doppelkit.interfaces import Backend, Formatter, RunContext, Source, Trainer, TrainJob, TrainResult
+from doppelkit.interfaces import (
+    Backend,
+    Engine,
+    Formatter,
+    Frontend,
+    RunContext,
+    Source,
+    Trainer,
+    TrainJob,
+    TrainResult,
+)
 from doppelkit.models import DatasetReport, Message, Persona, Thread, User
 from doppelkit.persona import resolve_persona
 from doppelkit.plugins import scrub
@@ -256,6 +266,14 @@ def run_pipeline(run: RunConfig, context: RunContext) -> TrainResult:
     return result
 
 
+def build_engine(run: RunConfig, context: RunContext) -> Engine:
+    """The serving engine of the configured trainer, using the configured formatter."""
+    trainer: Trainer = make(run["trainer"], context)
+    formatter: Formatter = make(run["formatter"], context)
+    return trainer.engine(formatter)
+
+
 def serve(run: RunConfig, context: RunContext) -> None:
-    frontend = make(run["frontend"], context)
-    frontend.serve()
+    """Run the configured frontend (blocks)."""
+    frontend: Frontend = make(run["frontend"], context)
+    frontend.serve(build_engine(run, context))

@@ -58,7 +58,7 @@ class LocalBackend:
         return step(*args, **kwargs)
 
 
-class CudaBackend(LocalBackend):
+class CudaBackend:
     """In-process, but insists on a CUDA GPU (``+backend=cuda``)."""
 
     name: ClassVar[str] = "cuda"
@@ -67,7 +67,15 @@ class CudaBackend(LocalBackend):
         model_config = ConfigDict(extra="forbid")
 
     def __init__(self, config: Config, context: RunContext) -> None:
-        super().__init__(LocalBackend.Config(device="cuda"), context)
+        self.config = config
+        self._local = LocalBackend(LocalBackend.Config(device="cuda"), context)
+
+    @property
+    def device(self) -> str:
+        return self._local.device
+
+    def run(self, step: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        return self._local.run(step, *args, **kwargs)
 
 
 @hookimpl

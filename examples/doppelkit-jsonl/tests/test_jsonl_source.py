@@ -1,0 +1,92 @@
+"""The example plugin passes the source contract and behaves like a built-in end to end."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+from pathlib import Path
+
+import pytest
+
+from doppelkit.errors import InputDataError
+from doppelkit.interfaces import RunContext
+from doppelkit.models import DatasetReport
+from doppelkit.testing import run_cli
+from doppelkit.testing.contracts import SourceContract
+from doppelkit_jsonl import JsonlSource
+
+
+class TestJsonlSourceContract(SourceContract):
+    @pytest.fixture
+    def source(self, chats: Path, run_context: RunContext) -> JsonlSource:
+        return JsonlSource(JsonlSource.Config(path=chats), run_context)
+
+
+def test_bad_lines_are_skipped_and_reported(chats: Path, run_context: RunContext) -> None:
+    report = DatasetReport()
+    threads = list(JsonlSource(JsonlSource.Config(path=chats), run_context).threads(report))
+    assert [t.ts for t in threads] == ["c1", "c2"]
+    assert len(report.skipped_files) == 1 and report.skipped_files[0].path.endswith(":3")
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path, run_context: RunContext) -> None:
+    source = JsonlSource(JsonlSource.Config(path=tmp_path / "nope.jsonl"), run_context)
+    with pytest.raises(InputDataError, match="not a file"):
+        source.workspace()
+
+
+def test_discovered_through_its_entry_point() -> None:
+    dist = importlib.metadata.distribution("doppelkit-jsonl")
+    eps = [ep for ep in dist.entry_points if ep.group == "doppelkit"]
+    assert [(ep.name, ep.value) for ep in eps] == [("jsonl", "doppelkit_jsonl")]
+    listing = run_cli(["plugins", "--json"])
+    assert listing.returncode == 0, listing.stderr
+    plugin = next(p for p in json.loads(listing.stdout)["plugins"] if p["name"] == "jsonl")
+    assert plugin["distribution"] == "doppelkit-jsonl"
+    assert plugin["registers"] == {"source": ["jsonl"]}
+
+
+def test_config_group_comes_from_pydantic_defaults(chats: Path) -> None:
+    # No YAML ships with the plugin: `source=jsonl` composes from the pydantic Config.
+    shown = run_cli(["--cfg", "job", "source=jsonl", f"source.path={chats}"])
+    assert shown.returncode == 0, shown.stderr
+    assert "name: jsonl" in shown.stdout and "team: local" in shown.stdout
+
+
+def test_validated_like_a_builtin(chats: Path, tmp_path: Path) -> None:
+    ok = run_cli(["validate", "source=jsonl", f"source.path={chats}", f"home={tmp_path}"])
+    assert ok.returncode == 0, ok.stderr
+    assert "source=jsonl" in ok.stderr
+
+    missing = run_cli(["validate", "source=jsonl", f"home={tmp_path}"])
+    assert missing.returncode == 2
+    assert "source.path: required" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+    typo = run_cli(["validate", "source=jsonl", f"source.path={chats}", "+source.teem=x", f"home={tmp_path}"])
+    assert typo.returncode == 2
+    assert "source.teem" in typo.stderr and "did you mean 'team'" in typo.stderr
+
+
+def test_ingest_from_the_cli(chats: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bob.jsonl"
+    result = run_cli(
+        [
+            "ingest",
+            "source=jsonl",
+            f"source.path={chats}",
+            "persona.user=bob",
+            f"dataset.path={out}",
+            f"home={tmp_path / 'home'}",
+            "formatter.min_length=10",
+            "formatter.eval_fraction=0",
+        ]
+    )
+    assert result.returncode == 0, result.stderr
+    examples = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(examples) == 3
+    responses = [ex["messages"][-1]["content"] for ex in examples]
+    assert any("--no-lock" in r for r in responses)
+    assert all(ex["messages"][-1]["role"] == "assistant" for ex in examples)
+    report = json.loads(out.with_name("bob.report.json").read_text())
+    assert report["source"] == "jsonl" and report["examples_kept"] == 3

@@ -1,0 +1,98 @@
+"""The `doppelkit` command as users run it: real subprocesses, exit codes, output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from doppelkit.testing import run_cli
+
+HEAVY = ("torch", "transformers", "slack_sdk", "slack_bolt", "modal", "peft", "sqlalchemy")
+
+
+def test_import_is_light() -> None:
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import doppelkit"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in result.stderr.splitlines()}
+    assert not imported & set(HEAVY)
+
+
+def test_help_is_light_and_lists_verbs_and_groups(tmp_path: Path) -> None:
+    code = (
+        "import sys\nfrom doppelkit.cli import main\nsys.argv=['doppelkit','--help']\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+        f"print('HEAVY', sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "HEAVY []" in result.stdout
+    for word in ("ingest", "train", "chat", "serve", "validate", "plugins", "source:", "formatter:"):
+        assert word in result.stdout
+    assert list(tmp_path.iterdir()) == [], "--help writes nothing"
+
+
+def test_validate_unknown_source_lists_available(tmp_path: Path) -> None:
+    result = run_cli(["validate", "source=nope", f"home={tmp_path}"])
+    assert result.returncode == 2
+    assert "Unknown source 'nope'" in result.stderr
+    assert "slack_export" in result.stderr and "jsonl" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("sourc=x", "sourc"),
+        ("engine.top_p=5", "engine.top_p"),
+        ("persona.usr=maya", "persona.usr"),
+        ("formatter.bogus_option=1", "formatter.bogus_option"),
+    ],
+)
+def test_user_mistakes_exit_2_without_traceback(override: str, expected: str, tmp_path: Path) -> None:
+    result = run_cli(["validate", override, f"home={tmp_path}"], cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_plus_backend_modal_composes_and_names_the_extra(tmp_path: Path) -> None:
+    shown = run_cli(["--cfg", "job", "+backend=modal"], cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "backend:\n  name: modal" in shown.stdout
+    checked = run_cli(["validate", "+backend=modal", f"home={tmp_path}"], cwd=tmp_path)
+    assert checked.returncode == 2
+    assert 'pip install "doppelkit[modal]"' in checked.stderr
+
+
+def test_plugins_lists_every_kind() -> None:
+    table = run_cli(["plugins"])
+    assert table.returncode == 0, table.stderr
+    for kind in ("sources", "formatters", "trainers", "backends", "frontends"):
+        assert f"{kind}:" in table.stdout
+    listing = json.loads(run_cli(["plugins", "--json"]).stdout)
+    assert set(listing["components"]) == {"source", "formatter", "trainer", "backend", "frontend"}
+    assert {"name": "local", "plugin": "doppelkit.builtins.backends"} in listing["components"]["backend"]
+
+
+def test_multirun_sweeps_and_writes_only_under_home(tmp_path: Path) -> None:
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    home = tmp_path / "home"
+    result = run_cli(["validate", "-m", "formatter=chat,alpaca", f"home={home}"], cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("configuration is valid") == 2
+    assert list(cwd.iterdir()) == []
+
+
+def test_validate_writes_nothing(tmp_path: Path) -> None:
+    result = run_cli(["validate", f"home={tmp_path / 'home'}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert list(tmp_path.iterdir()) == []
