@@ -38,7 +38,10 @@ _console = Console(stderr=True)
 
 
 def fail(exc: BaseException | str, code: int = EXIT_USAGE) -> None:
-    _console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    from rich.markup import escape
+
+    # Escape: messages contain brackets such as `pip install "doppelkit[modal]"`.
+    _console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     sys.exit(code)
 
 

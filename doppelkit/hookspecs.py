@@ -18,6 +18,8 @@ from typing import Any
 
 import pluggy
 
+from doppelkit.settings import ScrubConfig
+
 PROJECT = "doppelkit"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -77,11 +79,15 @@ def register_frontends(register: Register) -> None:
 
 
 @hookspec
-def scrub_message(text: str, record: Callable[[str, int], None]) -> str | None:
+def scrub_message(text: str, record: Callable[[str, int], None], config: ScrubConfig) -> str | None:
     """Redact ``text`` before it reaches disk or a model; return the new text or ``None``.
 
     Implementations are chained: each receives the text as redacted by the ones before it
     (plugins registered later run first, as usual in pluggy). Call ``record(kind, count)`` for
     every kind of secret you redacted (``record("email", 2)``): the counts appear in the
-    dataset report. Return ``None`` to leave the text unchanged.
+    dataset report. Return ``None`` to leave the text unchanged. ``config`` is the validated
+    core ``scrub`` section (:class:`doppelkit.settings.ScrubConfig`); like every hook argument
+    it is optional in an implementation's signature. Replace what you redact with a marker
+    such as ``[REDACTED:email]``, and never match your own markers (scrubbing runs again at
+    serve time, on text that may already be scrubbed).
     """

@@ -46,7 +46,9 @@ class RunContext:
     ``hook`` is the plugin manager's hook relay, so components can call lifecycle hooks such
     as ``scrub_message``; ``settings`` is the whole validated run configuration (read-only by
     convention) for the rare component that needs a sibling section (e.g. the frontend needs
-    ``engine``).
+    ``engine``). ``device`` is where the selected backend runs steps (``"cpu"``, ``"cuda"``);
+    ``None`` when the backend does not say (a remote one): the component then picks the best
+    device it finds where it runs.
     """
 
     home: Home
@@ -54,6 +56,7 @@ class RunContext:
     hook: Any = None
     persona: PersonaSelector = field(default_factory=PersonaSelector)
     settings: Any = None
+    device: str | None = None
 
 
 class Component(Protocol):
@@ -98,8 +101,14 @@ class Formatter(Component, Protocol):
         """Yield one example per qualifying persona reply in ``thread``."""
         ...
 
-    def conversation(self, thread: Thread, persona: Persona) -> list[ChatMessage]:
-        """Serving: the chat messages asking the persona to continue ``thread``."""
+    def conversation(
+        self, thread: Thread, persona: Persona, bot_user_id: str | None = None
+    ) -> list[ChatMessage]:
+        """Serving: the chat messages asking the persona to continue ``thread``.
+
+        ``bot_user_id`` is the serving bot's own Slack user ID: mentions of it read as
+        mentions of the persona, exactly as ``<@persona_id>`` does in training data.
+        """
         ...
 
     def render(self, example: Example, tokenizer: Any) -> Rendered:

@@ -91,8 +91,13 @@ class Message(_Model):
 class Thread(_Model):
     """A conversation: a thread's root and replies ordered by timestamp.
 
-    Sources may also yield time-gap "sessions" of top-level messages as threads
-    (``kind="session"``).
+    A top-level message without replies is a thread of one message; the pipeline can merge
+    such messages into time-gap "sessions" (``kind="session"``, see ``doppelkit.threads``).
+
+    ``user_labels`` maps the IDs of the people in the thread (authors and ``<@U…>`` mentions)
+    to the name shown in chat, so formatters can write ``Ann: …`` and ``@Ann`` without the
+    whole workspace. Sources may leave it empty: ``ingest`` fills it from the workspace; a
+    frontend fills it from the users it looked up. IDs without a label render as the ID.
     """
 
     team: str
@@ -102,6 +107,7 @@ class Thread(_Model):
     messages: list[Message]
     private: bool = False
     kind: Literal["thread", "session"] = "thread"
+    user_labels: dict[str, str] = Field(default_factory=dict)
 
 
 Role = Literal["system", "user", "assistant"]

@@ -7,6 +7,7 @@ them knows which plugins it is talking to.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 from collections import Counter
@@ -34,6 +35,8 @@ from doppelkit.interfaces import (
 from doppelkit.models import DatasetReport, Message, Persona, Thread, User
 from doppelkit.persona import resolve_persona
 from doppelkit.plugins import scrub
+from doppelkit.settings import ScrubConfig
+from doppelkit.threads import group_sessions, with_user_labels
 
 REPORT_SUFFIX = ".report.json"
 EVAL_SUFFIX = ".eval.jsonl"
@@ -83,7 +86,9 @@ def eval_share(thread: Thread, fraction: float) -> bool:
     return bucket < fraction
 
 
-def scrub_thread(thread: Thread, hook: Any, counts: Counter[str]) -> Thread:
+def scrub_thread(
+    thread: Thread, hook: Any, counts: Counter[str], config: ScrubConfig | None = None
+) -> Thread:
     """Run the ``scrub_message`` chain over every message, before anything reaches disk."""
 
     def record(kind: str, n: int) -> None:
@@ -91,7 +96,7 @@ def scrub_thread(thread: Thread, hook: Any, counts: Counter[str]) -> Thread:
 
     messages: list[Message] = []
     for message in thread.messages:
-        text = scrub(hook, message.text, record) if message.text else message.text
+        text = scrub(hook, message.text, record, config) if message.text else message.text
         messages.append(message if text == message.text else message.model_copy(update={"text": text}))
     return thread.model_copy(update={"messages": messages})
 
@@ -129,15 +134,20 @@ def ingest(run: RunConfig, context: RunContext) -> IngestResult:
         eval_path=str(paths.eval) if eval_fraction > 0 else "",
     )
     scrubbed: Counter[str] = Counter()
+    threads = with_user_labels(source.threads(report), workspace)
+    session_gap = getattr(formatter.config, "session_gap_minutes", None)  # type: ignore[attr-defined]
+    if session_gap:
+        threads = group_sessions(threads, float(session_gap))
     with contextlib.ExitStack() as stack:
         train_out = stack.enter_context(atomic_write(paths.train))
         eval_out = stack.enter_context(atomic_write(paths.eval)) if eval_fraction > 0 else None
-        for thread in source.threads(report):
+        for thread in threads:
             report.threads_seen += 1
             report.messages_seen += len(thread.messages)
             held_out = eval_out is not None and eval_share(thread, eval_fraction)
             out = eval_out if held_out and eval_out is not None else train_out
-            for example in formatter.examples(scrub_thread(thread, context.hook, scrubbed), persona, report):
+            clean = scrub_thread(thread, context.hook, scrubbed, run.settings.scrub)
+            for example in formatter.examples(clean, persona, report):
                 out.write(example.model_dump_json() + "\n")
                 report.examples_kept += 1
                 if held_out:
@@ -238,6 +248,8 @@ def train(run: RunConfig, context: RunContext, ingested: IngestResult | None = N
     else:
         persona, paths, report = ingested.persona, ingested.paths, ingested.report
     backend: Backend = make(run["backend"], context)
+    # The trainer learns where it runs from the backend (local: cuda if present, else cpu).
+    context = dataclasses.replace(context, device=getattr(backend, "device", None))
     trainer: Trainer = make(run["trainer"], context)
     formatter: Formatter = make(run["formatter"], context)
     job = TrainJob(

@@ -25,9 +25,14 @@ import pluggy
 from doppelkit import hookspecs
 from doppelkit.interfaces import KINDS
 from doppelkit.registry import Registries
+from doppelkit.settings import ScrubConfig
 
 ENTRY_POINT_GROUP = "doppelkit"
-BUILTIN_PLUGINS = ("doppelkit.builtins.backends", "doppelkit.builtins.formatters")
+BUILTIN_PLUGINS = (
+    "doppelkit.builtins.backends",
+    "doppelkit.builtins.formatters",
+    "doppelkit.builtins.scrubbers",
+)
 
 
 def _env_names(var: str) -> set[str] | None:
@@ -117,12 +122,16 @@ def plugin_infos(pm: pluggy.PluginManager, registries: Registries) -> list[Plugi
     return sorted(infos.values(), key=lambda i: (i.distribution != "doppelkit", i.name))
 
 
-def scrub(pm_hook: Any, text: str, record: Callable[[str, int], None]) -> str:
-    """Run the ``scrub_message`` chain over ``text``."""
+def scrub(
+    pm_hook: Any, text: str, record: Callable[[str, int], None], config: ScrubConfig | None = None
+) -> str:
+    """Run the ``scrub_message`` chain over ``text`` (``config``: the core ``scrub`` section)."""
     if pm_hook is None:
         return text
+    arguments: dict[str, Any] = {"record": record, "config": config or ScrubConfig()}
     for impl in reversed(pm_hook.scrub_message.get_hookimpls()):  # pluggy order: last registered first
-        result = impl.function(text=text, record=record)
+        # Like pluggy's own calls, pass only the arguments an implementation declares.
+        result = impl.function(text=text, **{k: v for k, v in arguments.items() if k in impl.argnames})
         if result is not None:
             text = result
     return text

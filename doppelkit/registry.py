@@ -27,7 +27,7 @@ FIRST_PARTY_EXTRAS: dict[tuple[str, str], str] = {
 REQUIRED_METHODS: dict[str, tuple[str, ...]] = {
     "source": ("workspace", "threads"),
     "formatter": ("examples", "conversation", "render", "render_prompt"),
-    "trainer": ("train",),  # "engine" joins once the LoRA engine lands (issue 6)
+    "trainer": ("train", "engine"),
     "backend": ("run",),
     "frontend": ("serve",),
 }

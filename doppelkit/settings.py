@@ -64,6 +64,20 @@ class EngineConfig(_Section):
     seed: int | None = None
 
 
+class ScrubConfig(_Section):
+    """Which built-in scrubbers redact text before it reaches disk or a model.
+
+    Passed to every ``scrub_message`` hook as ``config``. Secrets (tokens, API keys, private
+    keys) are on by default; so are emails (precise pattern, personal data). Phone numbers are
+    off by default: any phone pattern also matches some order numbers and IDs, and a false
+    positive rewrites the persona's own words.
+    """
+
+    secrets: bool = True
+    emails: bool = True
+    phones: bool = False
+
+
 class StoreConfig(_Section):
     """The persona store; ``url: null`` means a SQLite file under home/state."""
 
@@ -78,5 +92,6 @@ class Settings(_Section):
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
+    scrub: ScrubConfig = Field(default_factory=ScrubConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     verbose: bool = False

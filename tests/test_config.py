@@ -108,11 +108,12 @@ def test_third_party_group_from_pydantic_defaults(register_plugin, tmp_path: Pat
     registries = register_plugin(NeedsPathPlugin(), name="needs-path-plugin")
     cfg = compose(["source=needs_path", f"home={tmp_path}"], registries)
     assert cfg.source.limit == 3
+    # A hermetic plugin manager: only the source must be installed for this check.
     with pytest.raises(ConfigError, match="source.path: required"):
-        validate(cfg, registries)
+        validate(cfg, registries, needs=("source",))
     cfg = compose(
         ["source=needs_path", "source.path=/tmp/x", "source.limit=4", f"home={tmp_path}"], registries
     )
-    run = validate(cfg, registries)
+    run = validate(cfg, registries, needs=("source",))
     assert run["source"].config.limit == 4
     assert run["source"].config.path == Path("/tmp/x")

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from doppelkit.interfaces import Backend, Formatter, Frontend, Rendered, Source, Trainer, TrainJob
-from doppelkit.models import DatasetReport, Example, Persona, Thread, validate_safe_id
+from doppelkit.interfaces import Backend, Engine, Formatter, Frontend, Rendered, Source, Trainer, TrainJob
+from doppelkit.models import ChatMessage, DatasetReport, Example, Message, Persona, Thread, validate_safe_id
 from doppelkit.registry import Registry
 
 
@@ -124,6 +124,34 @@ class FormatterContract:
         trained = formatter.render_prompt(example.messages[:-1], tokenizer)
         assert served == trained
 
+    def test_render_prompt_is_exactly_what_render_masks(
+        self, formatter: Formatter, thread: Thread, persona: Persona, tokenizer: Any
+    ) -> None:
+        """Serving tokenises ``render_prompt`` with ``add_special_tokens=False``; those ids are
+        the masked head of the training ids, and the rest is the reply."""
+        for example in formatter.examples(thread, persona, DatasetReport()):
+            rendered = formatter.render(example, tokenizer)
+            prompt = formatter.render_prompt(example.messages[:-1], tokenizer)
+            prompt_ids = list(tokenizer.encode(prompt, add_special_tokens=False))
+            assert rendered.input_ids[: len(prompt_ids)] == prompt_ids
+            first = next(i for i, t in enumerate(rendered.labels) if t != -100)
+            assert first == len(prompt_ids), "exactly the prompt is masked"
+
+    def test_bot_messages_are_never_the_persona(
+        self, formatter: Formatter, thread: Thread, persona: Persona
+    ) -> None:
+        as_bot = [
+            m.model_copy(update={"is_bot": True}) if m.user == persona.id else m for m in thread.messages
+        ]
+        report = DatasetReport()
+        assert list(formatter.examples(thread.model_copy(update={"messages": as_bot}), persona, report)) == []
+
+    def test_conversation_takes_the_bots_user_id(
+        self, formatter: Formatter, thread: Thread, persona: Persona
+    ) -> None:
+        messages = formatter.conversation(thread, persona, bot_user_id="U0SERVINGBOT")
+        assert messages and all(isinstance(m, ChatMessage) for m in messages)
+
 
 class TrainerContract:
     """Fixtures to provide: ``trainer`` and ``train_job`` (a small, fast TrainJob)."""
@@ -143,6 +171,29 @@ class TrainerContract:
         second = trainer.train(train_job)
         assert second.version != first.version
         assert first.adapter_dir.is_dir(), "publishing a new version keeps the previous one"
+
+    def test_engine_serves_the_published_version(self, trainer: Trainer, train_job: TrainJob) -> None:
+        """The trainer's engine sees what it published and answers as the persona."""
+        persona = train_job.persona
+        engine = trainer.engine(train_job.formatter)
+        assert isinstance(engine, Engine)
+        assert engine.current_version(persona.team, persona.id) is None
+        result = trainer.train(train_job)
+        assert engine.current_version(persona.team, persona.id) == result.version
+        thread = Thread(
+            team=persona.team,
+            channel="C0CONTRACT",
+            ts="1.000000",
+            messages=[Message(ts="1.000000", user="U0CONTRACT", text="hi, how is it going?")],
+            user_labels={"U0CONTRACT": "Sam"},
+        )
+        chunks = list(engine.stream(persona, thread))
+        assert all(isinstance(c, str) for c in chunks)
+        replies = engine.reply(persona, thread)
+        assert isinstance(replies, list) and all(isinstance(r, str) and r.strip() for r in replies)
+        close = getattr(engine, "close", None)
+        if callable(close):
+            close()
 
 
 class BackendContract:
