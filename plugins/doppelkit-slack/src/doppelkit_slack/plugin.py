@@ -1,11 +1,24 @@
-"""Entry point of the doppelkit-slack plugin: registers its components."""
+"""Entry point of the doppelkit-slack plugin: registers its components.
+
+Imported at ``doppelkit --help``: keep it light (no slack_sdk at module level).
+"""
 
 from __future__ import annotations
 
 from doppelkit import hookimpl
 from doppelkit.hookspecs import Register
+from doppelkit_slack.api import SlackApiSource
+from doppelkit_slack.export import SlackExportSource
 
 
 @hookimpl
 def register_sources(register: Register) -> None:
-    pass
+    register(SlackExportSource)
+    register(SlackApiSource)
+
+
+@hookimpl
+def register_frontends(register: Register) -> None:
+    from doppelkit_slack.bolt import BoltFrontend  # pydantic only; Bolt loads when serving
+
+    register(BoltFrontend)

@@ -1,0 +1,232 @@
+"""The ``/doppel`` slash command: train, list, switch, status, forget, help.
+
+Every subcommand answers within the ack (an ephemeral reply to whoever typed it); ``train``
+only starts the work and reports progress in the channel as it goes.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from doppelkit.errors import PersonaError
+from doppelkit.home import Home
+from doppelkit.interfaces import Engine
+from doppelkit.models import SAFE_ID, User
+from doppelkit.persona import candidates, find_user
+from doppelkit_slack.bolt.personas import MemberDirectory, PersonaChooser, avatar_path, published_personas
+from doppelkit_slack.bolt.training import TrainingRunner
+from doppelkit_slack.store import SCRAPING, TRAINED, TRAINING, PersonaRecord, PersonaStore, StoreError
+
+HELP = """*doppelkit* — a bot that writes like someone on your team.
+• `/doppel train @someone` — learn how they write (reads the workspace and trains; progress is posted here)
+• `/doppel list` — personas in this workspace, their state and version
+• `/doppel switch @someone` — make a trained persona the one that answers mentions
+• `/doppel status [@someone]` — what the bot is doing (or one persona's training state)
+• `/doppel forget @someone` — delete their dataset, models and cached data
+• `/doppel help` — this message
+Mention me in a thread to get a reply from the active persona."""
+
+
+@dataclass(frozen=True)
+class Invocation:
+    team: str
+    channel: str
+    user_id: str
+
+
+class DoppelCommands:
+    def __init__(
+        self,
+        *,
+        store: PersonaStore,
+        engine: Engine,
+        directory: MemberDirectory,
+        chooser: PersonaChooser,
+        home: Home,
+        training: TrainingRunner,
+        persona_limit: int,
+    ) -> None:
+        self.store = store
+        self.engine = engine
+        self.directory = directory
+        self.chooser = chooser
+        self.home = home
+        self.training = training
+        self.persona_limit = persona_limit
+
+    def handle(self, text: str, invocation: Invocation) -> str:
+        verb, _, argument = (text or "").strip().partition(" ")
+        verb, argument = verb.casefold(), argument.strip()
+        handlers = {
+            "train": self.train,
+            "list": self.list,
+            "switch": self.switch,
+            "status": self.status,
+            "forget": self.forget,
+        }
+        if verb in ("", "help"):
+            return HELP
+        if verb not in handlers:
+            return f"I don't know `{verb}`.\n\n{HELP}"
+        return handlers[verb](argument, invocation)
+
+    # --- users ------------------------------------------------------------------------------------
+
+    def resolve(self, query: str, team: str) -> User | str:
+        """A member by ID, mention (``<@U1|ann>``) or name; otherwise the reply explaining why not."""
+        query = query.strip()
+        if not query:
+            return "Tell me who, e.g. `@ann`, a name or a user ID."
+        if query.startswith("<@") and query.endswith(">"):
+            query = query[2:-1].split("|", 1)[0]
+        users = self.directory.users(team)
+        known = {u.id for u in users}
+        # People the store knows (trained earlier) stay resolvable even if users.list fails.
+        users += [
+            User(id=r.user_id, display_name=r.name) for r in self.store.list(team) if r.user_id not in known
+        ]
+        try:
+            user = find_user(query, users)
+        except PersonaError:
+            return self._no_match(query, users)
+        if user.is_bot:
+            return f"{user.label} is a bot; personas are people."
+        return user
+
+    def _no_match(self, query: str, users: list[User]) -> str:
+        folded = " ".join(query.casefold().lstrip("@").split())
+        for field in ("display_name", "real_name", "name"):
+            same = [u for u in users if " ".join(getattr(u, field).casefold().split()) == folded]
+            if len(same) > 1:
+                listed = "; ".join(
+                    f"{u.label} ({u.id}, {u.real_name or u.name or 'no other name'})" for u in same
+                )
+                return (
+                    f"“{query}” is ambiguous: {len(same)} people match ({listed}). "
+                    f"Mention the one you mean, e.g. `/doppel … <@{same[0].id}>`, or use their user ID."
+                )
+        if not users:
+            return f"I couldn't look up this workspace's members to find “{query}”. Try their user ID."
+        close = candidates(query, users)
+        hint = " Did you mean " + ", ".join(f"{u.label} ({u.id})" for u in close) + "?" if close else ""
+        return f"No one in this workspace matches “{query}”.{hint}"
+
+    # --- subcommands --------------------------------------------------------------------------------
+
+    def train(self, argument: str, inv: Invocation) -> str:
+        user = self.resolve(argument, inv.team)
+        if isinstance(user, str):
+            return user
+        try:
+            self.training.start(
+                inv.team, inv.channel, user, requested_by=inv.user_id, limit=self.persona_limit
+            )
+        except StoreError as exc:
+            return str(exc)
+        return f"Started training {user.label}. I'll post progress in this channel."
+
+    def list(self, argument: str, inv: Invocation) -> str:
+        records = {r.user_id: r for r in self.store.list(inv.team)}
+        published = {p.user_id: p for p in published_personas(self.home) if p.team == inv.team}
+        active = self.store.active_user(inv.team)
+        if not records and not published:
+            return "No personas in this workspace yet. Start one with `/doppel train @someone`."
+        lines = []
+        for user_id in sorted(
+            set(records) | set(published), key=lambda u: _name(records, published, u).casefold()
+        ):
+            record = records.get(user_id)
+            version = self.engine.current_version(inv.team, user_id)
+            state = record.state if record else (TRAINED if version else "not trained")
+            detail = f"{state}, {version}" if version else state
+            marker = " — *active*" if user_id == active else ""
+            lines.append(f"• {_name(records, published, user_id)} ({user_id}): {detail}{marker}")
+        return "Personas in this workspace:\n" + "\n".join(lines)
+
+    def switch(self, argument: str, inv: Invocation) -> str:
+        user = self.resolve(argument, inv.team)
+        if isinstance(user, str):
+            return user
+        version = self.engine.current_version(inv.team, user.id)
+        if version is None:
+            return f"{user.label} has no trained model yet. Train one first: `/doppel train <@{user.id}>`."
+        self.store.upsert_trained(inv.team, user.id, user.label, version)
+        self.store.set_active(inv.team, user.id)
+        return f"Now answering as {user.label} ({version})."
+
+    def status(self, argument: str, inv: Invocation) -> str:
+        if not argument:
+            answering = self.chooser.answering(inv.team)
+            records = self.store.list(inv.team)
+            running = [r for r in records if r.state in (SCRAPING, TRAINING)]
+            who = (
+                self._describe(answering.persona.team, answering.persona.id, answering.persona.label)
+                if answering
+                else "nobody (set one with `/doppel switch`)"
+            )
+            lines = [f"Answering as: {who}.", f"Personas: {len(records)} of {self.persona_limit}."]
+            lines += [f"• {r.name} is {r.state} (since {r.updated_at:%Y-%m-%d %H:%M} UTC)" for r in running]
+            return "\n".join(lines)
+        user = self.resolve(argument, inv.team)
+        if isinstance(user, str):
+            return user
+        return self._describe(inv.team, user.id, user.label)
+
+    def _describe(self, team: str, user_id: str, label: str | None = None) -> str:
+        record = self.store.get(team, user_id)
+        version = self.engine.current_version(team, user_id)
+        name = label or (record.name if record else user_id)
+        if record is None:
+            return f"{name}: {'trained, ' + version if version else 'not trained'}"
+        text = f"{name}: {record.state} (since {record.updated_at:%Y-%m-%d %H:%M} UTC)"
+        if version:
+            text += f", serving {version}"
+        if record.error:
+            text += f" — {record.error}"
+        return text
+
+    def forget(self, argument: str, inv: Invocation) -> str:
+        user = self.resolve(argument, inv.team)
+        if isinstance(user, str):
+            return user
+        record = self.store.get(inv.team, user.id)
+        if record is not None and record.state in (SCRAPING, TRAINING):
+            return f"{user.label} is being trained right now; forget them once the run has finished."
+        removed = forget_files(self.home, inv.team, user.id)
+        in_store = self.store.delete(inv.team, user.id)
+        if not removed and not in_store:
+            return f"There was nothing to forget about {user.label}."
+        return f"Forgot {user.label}: deleted {', '.join(removed) or 'their records'}."
+
+
+def _name(records: Mapping[str, PersonaRecord], published: Mapping[str, object], user_id: str) -> str:
+    if user_id in records:
+        return records[user_id].name
+    return str(getattr(published.get(user_id), "name", user_id))
+
+
+def forget_files(home: Home, team: str, user_id: str) -> list[str]:
+    """Delete everything under home derived from this person; never anything outside home."""
+    if not (SAFE_ID.fullmatch(team) and SAFE_ID.fullmatch(user_id)):
+        return []
+    targets = {
+        "dataset": home.datasets(team, user_id),
+        "adapters": home.adapters(team, user_id),
+        "cached avatar": avatar_path(home, team, user_id),
+    }
+    removed = []
+    for what, path in targets.items():
+        if not path.exists() and not path.is_symlink():
+            continue
+        if path.is_symlink():
+            path.unlink()  # a link is removed, never followed
+        elif not home.contains(path):
+            continue
+        elif path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        removed.append(what)
+    return removed

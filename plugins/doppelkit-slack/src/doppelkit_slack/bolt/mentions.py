@@ -1,0 +1,251 @@
+"""@mention (or DM) → thread → engine → reply in the thread, exactly once.
+
+:meth:`MentionReplier.accept` runs inside the request, before the ack: it filters the event,
+claims it in the store (``event:<event_id>`` and ``message:<team>:<channel>:<ts>``: a retry, a
+concurrent duplicate or the app_mention/message double delivery all lose the claim) and queues
+the work. :meth:`MentionReplier.reply` runs on a worker thread after the ack: it fetches the
+thread, asks the engine (which builds the prompt with the persona's formatter, the same code as
+training) and posts the reply as the persona.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackRequestError
+
+from doppelkit.interfaces import Engine
+from doppelkit.models import Message, Persona, Thread
+from doppelkit.threads import referenced_user_ids
+from doppelkit_slack.bolt.avatar import Avatars
+from doppelkit_slack.bolt.personas import MemberDirectory, PersonaChooser
+from doppelkit_slack.bolt.posting import Identity, outgoing_messages, post_messages
+from doppelkit_slack.store import SCRAPING, TRAINING, PersonaStore
+
+log = logging.getLogger("doppelkit.bolt")
+SYSTEM_USERNAME = "doppelkit"
+# Message subtypes a person typed; edits, deletions, joins and the like never trigger a reply.
+REPLYABLE_SUBTYPES = frozenset({None, "thread_broadcast", "file_share"})
+MAX_REPLY_PAGES = 20
+
+
+@dataclass(frozen=True)
+class MentionJob:
+    team: str
+    channel: str
+    ts: str
+    thread_ts: str
+    user: str
+    text: str
+    bot_user_id: str | None
+    bot_id: str | None
+
+
+@dataclass
+class ReplySettings:
+    max_message_chars: int = 4000
+    max_thread_messages: int = 200
+    answer_dms: bool = True
+
+
+class MentionReplier:
+    def __init__(
+        self,
+        *,
+        store: PersonaStore,
+        engine: Engine,
+        client: WebClient,
+        chooser: PersonaChooser,
+        directory: MemberDirectory,
+        avatars: Avatars,
+        settings: ReplySettings,
+        workers: int,
+    ) -> None:
+        self.store = store
+        self.engine = engine
+        self.client = client
+        self.chooser = chooser
+        self.directory = directory
+        self.avatars = avatars
+        self.settings = settings
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="doppel-reply")
+        self._pending: set[Future[None]] = set()
+        self._pending_lock = threading.Lock()
+
+    # --- before the ack -----------------------------------------------------------------------
+
+    def accept(self, body: dict[str, Any], *, bot_user_id: str | None, bot_id: str | None) -> str:
+        """Decide and claim; returns what happened (``queued``, ``duplicate``, ``ignored: …``)."""
+        event = body.get("event") or {}
+        job = self._job(body, event, bot_user_id, bot_id)
+        if isinstance(job, str):
+            return "ignored: " + job
+        try:
+            event_id = body.get("event_id")
+            if event_id and not self.store.claim(f"event:{event_id}"):
+                return "duplicate"
+            if not self.store.claim(f"message:{job.team}:{job.channel}:{job.ts}"):
+                return "duplicate"
+        except Exception:  # the store is down: better no reply than a duplicate later
+            log.exception("could not record event %s; not replying", body.get("event_id"))
+            return "ignored: store unavailable"
+        future = self.executor.submit(self.reply, job)
+        with self._pending_lock:
+            self._pending.add(future)
+        future.add_done_callback(self._done)
+        return "queued"
+
+    def _done(self, future: Future[None]) -> None:
+        with self._pending_lock:
+            self._pending.discard(future)
+
+    @property
+    def pending(self) -> list[Future[None]]:
+        """Replies queued or being generated (tests and benchmarks wait on these)."""
+        with self._pending_lock:
+            return list(self._pending)
+
+    def _job(
+        self, body: dict[str, Any], event: dict[str, Any], bot_user_id: str | None, bot_id: str | None
+    ) -> MentionJob | str:
+        kind = event.get("type")
+        if event.get("bot_id") or event.get("subtype") == "bot_message":
+            return "from a bot"
+        if event.get("subtype") not in REPLYABLE_SUBTYPES:
+            return f"subtype {event.get('subtype')}"
+        user, channel, ts = event.get("user"), event.get("channel"), event.get("ts")
+        team = body.get("team_id") or event.get("team")
+        if not all(isinstance(v, str) and v for v in (user, channel, ts, team)):
+            return "incomplete event"
+        if bot_user_id and user == bot_user_id:
+            return "our own message"
+        text = str(event.get("text") or "")
+        if kind == "message":
+            is_dm = event.get("channel_type") == "im"
+            mentions_bot = bool(bot_user_id) and f"<@{bot_user_id}" in text
+            if not ((is_dm and self.settings.answer_dms) or mentions_bot):
+                return "a message not addressed to the bot"
+        elif kind != "app_mention":
+            return f"event {kind}"
+        thread_ts = str(event.get("thread_ts") or ts)
+        return MentionJob(str(team), str(channel), str(ts), thread_ts, str(user), text, bot_user_id, bot_id)
+
+    # --- after the ack ------------------------------------------------------------------------
+
+    def reply(self, job: MentionJob) -> None:
+        try:
+            self._reply(job)
+        except Exception:  # a worker must never die; the user gets an apology, not silence
+            log.exception("failed to answer %s/%s", job.channel, job.ts)
+            self._post_notice(job, "Sorry, something went wrong while I was writing a reply.")
+
+    def _reply(self, job: MentionJob) -> None:
+        answering = self.chooser.answering(job.team)
+        if answering is None:
+            self._post_notice(
+                job,
+                "No persona is set up in this workspace yet. Train one with `/doppel train @someone`, "
+                "then mention me again. `/doppel help` lists every command.",
+            )
+            return
+        persona = answering.persona
+        if not answering.trained:
+            state = answering.record.state if answering.record else None
+            if state in (SCRAPING, TRAINING):
+                note = f"{persona.label} is still being trained ({state}); mention me again when it is done."
+            else:
+                note = (
+                    f"{persona.label} has no trained model yet. Start one with "
+                    f"`/doppel train <@{persona.id}>`, or pick another persona with `/doppel switch`."
+                )
+            self._post_notice(job, note)
+            return
+        thread = self.fetch_thread(job, persona)
+        try:
+            parts = self.engine.reply(persona, thread, bot_user_id=job.bot_user_id)
+        except Exception:
+            log.exception("the engine failed for %s", persona.id)
+            self._post_notice(job, f"Sorry, {persona.label} could not come up with a reply this time.")
+            return
+        messages = outgoing_messages([p for p in parts if p and p.strip()], self.settings.max_message_chars)
+        if not messages:
+            log.warning("the engine returned an empty reply for %s/%s", job.channel, job.ts)
+            return
+        identity = self.avatars.identity(job.team, persona)
+        post_messages(self.client, job.channel, job.thread_ts, messages, identity)
+
+    def _post_notice(self, job: MentionJob, text: str) -> None:
+        post_messages(self.client, job.channel, job.thread_ts, [text], Identity(SYSTEM_USERNAME))
+
+    # --- the thread -----------------------------------------------------------------------------
+
+    def fetch_thread(self, job: MentionJob, persona: Persona) -> Thread:
+        """The thread up to the mention, newest ``max_thread_messages`` messages.
+
+        The bot's own earlier posts become the persona's turns (they are the persona speaking).
+        If ``conversations.replies`` fails, the mention alone is the context.
+        """
+        raw_messages = self._replies(job)
+        parsed = [self._message(raw, job, persona) for raw in raw_messages]
+        messages = [m for m in parsed if m is not None and m.ts_key <= float(job.ts)]
+        if not any(m.ts == job.ts for m in messages):
+            messages.append(Message(ts=job.ts, user=job.user, text=job.text, thread_ts=job.thread_ts))
+        messages.sort(key=lambda m: m.ts_key)
+        unique = list({m.ts: m for m in messages}.values())[-self.settings.max_thread_messages :]
+        thread = Thread(team=job.team, channel=job.channel, ts=job.thread_ts, messages=unique)
+        labels: dict[str, str] = {}
+        members = self.directory.members(job.team)
+        for user_id in referenced_user_ids(thread):
+            if user_id in members:
+                labels[user_id] = members[user_id].user.label
+        return thread.model_copy(update={"user_labels": labels})
+
+    def _replies(self, job: MentionJob) -> list[dict[str, Any]]:
+        collected: list[dict[str, Any]] = []
+        cursor = None
+        try:
+            for _ in range(MAX_REPLY_PAGES):
+                response = self.client.conversations_replies(
+                    channel=job.channel, ts=job.thread_ts, limit=200, cursor=cursor
+                )
+                collected.extend(m for m in response.get("messages") or [] if isinstance(m, dict))
+                cursor = (response.get("response_metadata") or {}).get("next_cursor")
+                if not cursor or not response.get("has_more", True):
+                    break
+        except (SlackApiError, SlackRequestError, OSError) as exc:
+            log.warning("conversations.replies failed (%s); answering the mention alone", type(exc).__name__)
+        return collected
+
+    def _message(self, raw: dict[str, Any], job: MentionJob, persona: Persona) -> Message | None:
+        ts = raw.get("ts")
+        if not isinstance(ts, str) or not _TS.fullmatch(ts):
+            return None
+        user = raw.get("user")
+        ours = (job.bot_user_id and user == job.bot_user_id) or (
+            job.bot_id and raw.get("bot_id") == job.bot_id
+        )
+        if ours:
+            return Message(ts=ts, user=persona.id, text=str(raw.get("text") or ""), thread_ts=job.thread_ts)
+        subtype = raw.get("subtype")
+        return Message(
+            ts=ts,
+            user=user if isinstance(user, str) else None,
+            text=str(raw.get("text") or ""),
+            is_bot=bool(raw.get("bot_id")) or subtype == "bot_message",
+            subtype=subtype if isinstance(subtype, str) else None,
+            thread_ts=raw.get("thread_ts") if isinstance(raw.get("thread_ts"), str) else None,
+            edited=bool(raw.get("edited")),
+            files=len(raw.get("files") or []),
+        )
+
+    def shutdown(self, wait: bool = True) -> None:
+        self.executor.shutdown(wait=wait, cancel_futures=not wait)
+
+
+_TS = re.compile(r"^\d{1,12}(\.\d{1,9})?$")

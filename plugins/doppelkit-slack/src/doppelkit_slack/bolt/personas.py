@@ -1,0 +1,238 @@
+"""Who answers in a workspace, and who its members are.
+
+* :class:`MemberDirectory` — the workspace's users (``users.list``), cached briefly, for names
+  in prompts and for resolving ``/doppel`` arguments. Failures degrade to "no names", never
+  to an error reply.
+* :func:`published_personas` — personas with an adapter or dataset under ``home``, read from
+  the home layout (no trainer import), so ``persona.user=erik`` can be resolved offline.
+* :class:`PersonaChooser` — the team's active persona from the store, falling back to the one
+  named on the command line for single-workspace runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackRequestError
+
+from doppelkit.home import Home
+from doppelkit.interfaces import Engine
+from doppelkit.models import SAFE_ID, Persona, PersonaSelector, User
+from doppelkit_slack.store import PersonaRecord, PersonaStore
+
+log = logging.getLogger("doppelkit.bolt")
+DIRECTORY_TTL_S = 300.0
+MAX_MEMBER_PAGES = 50
+
+
+@dataclass
+class Member:
+    user: User
+    avatar_url: str | None = None
+
+
+class MemberDirectory:
+    """``users.list`` per team, cached for a few minutes (names change rarely)."""
+
+    def __init__(self, client: WebClient, ttl: float = DIRECTORY_TTL_S) -> None:
+        self.client = client
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[float, dict[str, Member]]] = {}
+
+    def members(self, team: str) -> dict[str, Member]:
+        with self._lock:
+            cached = self._cache.get(team)
+            if cached and time.monotonic() - cached[0] < self.ttl:
+                return cached[1]
+        fetched = self._fetch(team)
+        if fetched is None:
+            return cached[1] if cached else {}
+        with self._lock:
+            self._cache[team] = (time.monotonic(), fetched)
+        return fetched
+
+    def users(self, team: str) -> list[User]:
+        return [m.user for m in self.members(team).values()]
+
+    def label(self, team: str, user_id: str) -> str:
+        member = self.members(team).get(user_id)
+        return member.user.label if member else user_id
+
+    def _fetch(self, team: str) -> dict[str, Member] | None:
+        members: dict[str, Member] = {}
+        cursor = None
+        try:
+            for _ in range(MAX_MEMBER_PAGES):
+                response = self.client.users_list(limit=200, cursor=cursor, team_id=team)
+                for raw in response.get("members") or []:
+                    member = _member(raw)
+                    if member is not None:
+                        members[member.user.id] = member
+                cursor = (response.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    break
+        except (SlackApiError, SlackRequestError, OSError) as exc:
+            log.warning("users.list failed (%s); names fall back to user IDs", type(exc).__name__)
+            return None
+        return members
+
+
+def _member(raw: dict[str, object]) -> Member | None:
+    user_id = raw.get("id")
+    if not isinstance(user_id, str) or not SAFE_ID.fullmatch(user_id):
+        return None
+    profile = raw.get("profile") if isinstance(raw.get("profile"), dict) else {}
+    assert isinstance(profile, dict)
+    user = User(
+        id=user_id,
+        name=str(raw.get("name") or ""),
+        display_name=str(profile.get("display_name") or ""),
+        real_name=str(profile.get("real_name") or raw.get("real_name") or ""),
+        is_bot=bool(raw.get("is_bot")) or user_id == "USLACKBOT",
+        deleted=bool(raw.get("deleted")),
+    )
+    avatar = profile.get("image_192") or profile.get("image_72")
+    return Member(user, str(avatar) if avatar else None)
+
+
+@dataclass(frozen=True)
+class PublishedPersona:
+    team: str
+    user_id: str
+    name: str
+    version: str | None  # None: a dataset exists but no adapter yet
+
+
+def published_personas(home: Home) -> list[PublishedPersona]:
+    """Personas with a published adapter (``adapters/<team>/<user>/CURRENT``) or a dataset."""
+    found: dict[tuple[str, str], PublishedPersona] = {}
+    for pointer in sorted((home.root / "adapters").glob("*/*/CURRENT")):
+        team, user_id = pointer.parent.parent.name, pointer.parent.name
+        try:
+            version = pointer.read_text(encoding="utf-8").strip()
+            manifest = json.loads((pointer.parent / version / "manifest.json").read_text(encoding="utf-8"))
+            name = str(manifest.get("persona_name") or user_id)
+        except (OSError, ValueError):
+            continue
+        found[(team, user_id)] = PublishedPersona(team, user_id, name, version)
+    for report in sorted((home.root / "datasets").glob("*/*/dataset.report.json")):
+        team, user_id = report.parent.parent.name, report.parent.name
+        if (team, user_id) in found:
+            continue
+        try:
+            name = str(json.loads(report.read_text(encoding="utf-8")).get("persona_name") or user_id)
+        except (OSError, ValueError):
+            continue
+        found[(team, user_id)] = PublishedPersona(team, user_id, name, None)
+    return list(found.values())
+
+
+def _fold(text: str) -> str:
+    return " ".join(text.casefold().lstrip("@").split())
+
+
+@dataclass(frozen=True)
+class CommandLinePersona:
+    """``persona.user=`` as resolved at start: ``team`` is None when it could not be pinned."""
+
+    user_id: str | None
+    name: str  # "" until known
+    team: str | None
+    query: str
+
+
+def resolve_command_line_persona(selector: PersonaSelector, home: Home) -> CommandLinePersona | None:
+    """Resolve ``persona.user`` against what is published under home, without the network."""
+    if not selector.user:
+        return None
+    query = selector.user.strip()
+    if query.startswith("<@") and query.endswith(">"):
+        query = query[2:-1].split("|", 1)[0]
+    candidates = [p for p in published_personas(home) if selector.team in (None, p.team)]
+    by_id = [p for p in candidates if p.user_id == query]
+    by_name = [p for p in candidates if _fold(p.name) == _fold(query)]
+    for matches in (by_id, by_name):
+        trained = [p for p in matches if p.version] or matches
+        if trained:
+            chosen = trained[0]
+            return CommandLinePersona(chosen.user_id, chosen.name, chosen.team, query)
+    if SAFE_ID.fullmatch(query) and query[:1] in "UW" and query.upper() == query:
+        return CommandLinePersona(query, "", selector.team, query)  # name looked up per team
+    return CommandLinePersona(None, "", selector.team, query)  # a name: resolved per team later
+
+
+@dataclass(frozen=True)
+class Answering:
+    """The persona that answers in a team, and its store record if any."""
+
+    persona: Persona
+    record: PersonaRecord | None
+    trained: bool
+
+
+class PersonaChooser:
+    def __init__(
+        self,
+        store: PersonaStore,
+        engine: Engine,
+        directory: MemberDirectory,
+        command_line: CommandLinePersona | None,
+    ) -> None:
+        self.store = store
+        self.engine = engine
+        self.directory = directory
+        self.command_line = command_line
+
+    def adopt_command_line_persona(self) -> None:
+        """``persona.user=`` pinned to a team: record it as that team's active persona."""
+        chosen = self.command_line
+        if chosen is None or chosen.team is None or chosen.user_id is None:
+            return
+        version = self.engine.current_version(chosen.team, chosen.user_id)
+        if version is not None:
+            self.store.upsert_trained(chosen.team, chosen.user_id, chosen.name, version)
+        self.store.set_active(chosen.team, chosen.user_id)
+
+    def answering(self, team: str) -> Answering | None:
+        """Who answers mentions in ``team`` right now, or None if nobody is set up."""
+        user_id = self.store.active_user(team)
+        persona_team = team
+        name = None
+        if user_id is None and self.command_line is not None:
+            # Single-workspace run: the persona named on the command line answers everywhere
+            # no one was chosen with /doppel switch.
+            chosen = self.command_line
+            user_id = chosen.user_id
+            if user_id is None:
+                user_id = self._find_by_name(team, chosen.query)
+                if user_id is None:
+                    return None
+            persona_team = chosen.team or team
+            name = chosen.name
+        if user_id is None:
+            return None
+        record = self.store.get(persona_team, user_id)
+        label = (record.name if record else None) or name or self.directory.label(team, user_id)
+        persona = Persona(team=persona_team, user=User(id=user_id, display_name=label))
+        trained = self.engine.current_version(persona_team, user_id) is not None
+        return Answering(persona, record, trained)
+
+    def _find_by_name(self, team: str, query: str) -> str | None:
+        from doppelkit.errors import PersonaError
+        from doppelkit.persona import find_user
+
+        try:
+            return find_user(query, self.directory.users(team)).id
+        except PersonaError:
+            return None
+
+
+def avatar_path(home: Home, team: str, user_id: str) -> Path:
+    return home.cache / "avatars" / team / f"{user_id}.png"

@@ -1,0 +1,186 @@
+"""Running the bot: the Events API over HTTP (uvicorn + Bolt's ASGI adapter) or Socket Mode."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import uvicorn
+from slack_bolt import App
+from slack_bolt.adapter.asgi import SlackRequestHandler
+from slack_bolt.adapter.asgi.http_request import AsgiHttpRequest
+from slack_bolt.request import BoltRequest
+from slack_bolt.response import BoltResponse
+
+from doppelkit.home import Home
+from doppelkit.interfaces import Engine, RunContext
+from doppelkit_slack.bolt.avatar import cached_avatar
+from doppelkit_slack.bolt.frontend import (
+    APP_TOKEN_ENV,
+    BOT_TOKEN_ENV,
+    SIGNING_SECRET_ENV,
+    BoltConfig,
+    required_secret,
+)
+from doppelkit_slack.bolt.guard import ASGIApp, Receive, RequestGuard, Scope, Send
+from doppelkit_slack.bolt.runtime import BoltRuntime, build_runtime
+
+log = logging.getLogger("doppelkit.bolt")
+DISPATCH_THREADS = 32
+
+
+class ThreadedRequestHandler(SlackRequestHandler):
+    """Bolt's ASGI adapter, but ``App.dispatch`` (blocking) runs off the event loop, so one slow
+    request (a store write, the first ``auth.test``) never holds up the acks of the others."""
+
+    def __init__(self, app: App, path: str) -> None:
+        super().__init__(app, path)
+        self.executor = ThreadPoolExecutor(DISPATCH_THREADS, thread_name_prefix="doppel-dispatch")
+
+    async def dispatch(self, request: AsgiHttpRequest) -> BoltResponse:
+        bolt_request = BoltRequest(
+            body=await request.get_raw_body(), query=request.query_string, headers=request.get_headers()
+        )
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, self.app.dispatch, bolt_request)
+
+
+class SideRoutes:
+    """``GET /healthz`` and the disguised avatars; everything else goes to Bolt."""
+
+    def __init__(self, app: ASGIApp, home: Home) -> None:
+        self.app = app
+        self.home = home
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("method") == "GET":
+            path = str(scope.get("path", ""))
+            if path == "/healthz":
+                await _respond(send, 200, b"ok", b"text/plain")
+                return
+            parts = path.split("/")
+            if len(parts) == 4 and parts[1] == "avatars" and parts[3].endswith(".png"):
+                found = cached_avatar(self.home, parts[2], parts[3].removesuffix(".png"))
+                if found is not None:
+                    await _respond(send, 200, found.read_bytes(), b"image/png")
+                    return
+        await self.app(scope, receive, send)
+
+
+async def _respond(send: Send, status: int, body: bytes, content_type: bytes) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def asgi_app(runtime: BoltRuntime, signing_secret: str, clock: Callable[[], float] = time.time) -> ASGIApp:
+    config = runtime.config
+    bolt = ThreadedRequestHandler(runtime.app, config.path)
+    return RequestGuard(
+        SideRoutes(bolt, runtime.parts.home),  # type: ignore[arg-type]  # Bolt's narrower ASGI types
+        signing_secret=signing_secret,
+        path=config.path,
+        max_body_bytes=config.max_body_bytes,
+        clock=clock,
+    )
+
+
+class HttpServer:
+    """uvicorn on a socket bound up front, so port 0 works and the real port is known at once."""
+
+    def __init__(self, app: ASGIApp, host: str, port: int) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind((host, port))
+        self.socket.listen(2048)  # connections queue from now on, even before uvicorn takes over
+        self.host, self.port = host, int(self.socket.getsockname()[1])
+        config = uvicorn.Config(
+            app, lifespan="off", log_level="warning", access_log=False, timeout_graceful_shutdown=5
+        )
+        self.server = uvicorn.Server(config)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def run(self) -> None:
+        """Serve until interrupted (uvicorn handles SIGINT/SIGTERM in the main thread)."""
+        self.server.run(sockets=[self.socket])
+
+    def start(self, timeout: float = 10.0) -> HttpServer:
+        """Serve from a background thread (tests, benchmarks)."""
+        self._thread = threading.Thread(target=self.run, name="doppel-http", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the HTTP server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.server.force_exit = True  # do not wait for idle keep-alive connections
+        if self._thread is not None:
+            self._thread.join(10)
+        self.socket.close()
+
+
+def serve(config: BoltConfig, context: RunContext, engine: Engine) -> None:
+    """``doppelkit serve frontend=bolt``: blocks until interrupted."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    verbose = bool(getattr(getattr(context.settings, "settings", None), "verbose", False))
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    bot_token = required_secret(BOT_TOKEN_ENV, "the bot needs its xoxb- token to read threads and post")
+    if config.mode == "http":
+        signing_secret = required_secret(SIGNING_SECRET_ENV, "HTTP mode verifies every request with it")
+        app_token = None
+    else:
+        signing_secret = None
+        app_token = required_secret(APP_TOKEN_ENV, "Socket Mode connects with an xapp- app-level token")
+    runtime = build_runtime(config, context, engine, bot_token=bot_token, signing_secret=signing_secret)
+    who = runtime.chooser.command_line
+    persona_note = f" (persona: {who.name or who.query})" if who else ""
+    try:
+        if config.mode == "http":
+            assert signing_secret is not None
+            server = HttpServer(asgi_app(runtime, signing_secret), config.host, config.port)
+            context.console.print(
+                f"doppelkit bolt: listening on {server.url}{config.path}{persona_note}",
+                soft_wrap=True,
+                markup=False,
+                highlight=False,
+            )
+            server.run()
+        else:
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+            context.console.print(f"doppelkit bolt: connecting to Slack in Socket Mode{persona_note}")
+            SocketModeHandler(runtime.app, app_token).start()
+    finally:
+        runtime.close(wait=False)
+
+
+def run_socket_mode_request(
+    app: App, payload: dict[str, Any], retry_attempt: int | None = None
+) -> BoltResponse:
+    """Dispatch one Socket Mode envelope the way Bolt's socket handler does (tests use this)."""
+    from slack_bolt.adapter.socket_mode.internals import run_bolt_app
+    from slack_sdk.socket_mode.request import SocketModeRequest
+
+    request = SocketModeRequest(
+        type="events_api" if payload.get("type") == "event_callback" else "slash_commands",
+        envelope_id="env-" + str(payload.get("event_id") or payload.get("trigger_id") or "1"),
+        payload=payload,
+        retry_attempt=retry_attempt,
+    )
+    return run_bolt_app(app, request)

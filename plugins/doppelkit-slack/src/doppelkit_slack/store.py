@@ -1,0 +1,377 @@
+"""The persona store: which personas a workspace has, their training state, and dedup claims.
+
+SQLAlchemy 2 Core over any URL (``store.url``); by default a SQLite file under ``home/state``.
+Three tables:
+
+* ``doppel_personas`` — one row per (team, user) with a state machine
+  ``scraping → training → trained | failed`` and timestamps. The unique (team, user) constraint
+  is what makes two concurrent ``/doppel train`` of one person impossible: only one insert (or
+  one conditional update of a finished row) can win.
+* ``doppel_active_personas`` — the persona that answers mentions in each team.
+* ``doppel_processed_events`` — claims of event IDs and (channel, ts) pairs: inserting a key
+  that exists fails, so exactly one delivery of an event gets to reply.
+
+Imported only when the bolt frontend starts (SQLAlchemy is not needed for ``doppelkit --help``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import StaticPool
+
+from doppelkit.errors import UserError
+
+SCRAPING, TRAINING, TRAINED, FAILED = "scraping", "training", "trained", "failed"
+STATES = (SCRAPING, TRAINING, TRAINED, FAILED)
+FINISHED = (TRAINED, FAILED)
+# The only moves the state machine allows; a new ``train`` restarts a finished row at SCRAPING.
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    SCRAPING: (TRAINING, FAILED),
+    TRAINING: (TRAINED, FAILED),
+    TRAINED: (SCRAPING,),
+    FAILED: (SCRAPING,),
+}
+DEFAULT_DB_NAME = "doppelkit.db"
+
+
+class StoreError(UserError):
+    """A store operation the caller asked for is not allowed right now."""
+
+
+class PersonaBusy(StoreError):
+    """The persona is already being scraped or trained."""
+
+
+class PersonaLimitReached(StoreError):
+    """The team already has as many personas as ``frontend.persona_limit`` allows."""
+
+
+class InvalidTransition(StoreError):
+    """A state change the state machine does not allow (e.g. ``trained → training``)."""
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class PersonaRecord:
+    team: str
+    user_id: str
+    name: str
+    state: str
+    version: str | None
+    error: str | None
+    requested_by: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def default_url(state_dir: Path) -> str:
+    return f"sqlite:///{state_dir / DEFAULT_DB_NAME}"
+
+
+def build_engine(url: str) -> sa.Engine:
+    """An engine safe to share across Bolt's listener threads."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(url, pool_pre_ping=True)
+    database = parsed.database or ""
+    if database in ("", ":memory:") or database.startswith("file::memory:"):
+        # One connection shared by every thread, or each thread would see its own empty DB.
+        return sa.create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        # WAL lets readers proceed while a writer holds the lock (Bolt answers from many threads).
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # safe with WAL; no fsync per commit
+        cursor.close()
+
+    return engine
+
+
+class PersonaStore:
+    """Thread-safe access to the store; every method is one short transaction."""
+
+    def __init__(self, url: str, *, schema: str | None = None, engine: sa.Engine | None = None) -> None:
+        self.url = url
+        self.engine = engine or build_engine(url)
+        self._sqlite = self.engine.dialect.name == "sqlite"
+        # SQLite allows one writer; serialising writes here avoids "database is locked" storms.
+        self._write_lock = threading.Lock() if self._sqlite else None
+        self.metadata = sa.MetaData(schema=schema)
+        ts = sa.DateTime(timezone=True)
+        self.personas = sa.Table(
+            "doppel_personas",
+            self.metadata,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("team", sa.String(64), nullable=False),
+            sa.Column("user_id", sa.String(64), nullable=False),
+            sa.Column("name", sa.String(255), nullable=False, default=""),
+            sa.Column("state", sa.String(16), nullable=False),
+            sa.Column("version", sa.String(32)),
+            sa.Column("error", sa.Text),
+            sa.Column("requested_by", sa.String(64)),
+            sa.Column("created_at", ts, nullable=False),
+            sa.Column("updated_at", ts, nullable=False),
+            sa.UniqueConstraint("team", "user_id", name="uq_doppel_personas_team_user"),
+            sa.CheckConstraint(f"state IN {STATES!r}", name="ck_doppel_personas_state"),
+        )
+        self.active = sa.Table(
+            "doppel_active_personas",
+            self.metadata,
+            sa.Column("team", sa.String(64), primary_key=True),
+            sa.Column("user_id", sa.String(64), nullable=False),
+            sa.Column("updated_at", ts, nullable=False),
+        )
+        self.events = sa.Table(
+            "doppel_processed_events",
+            self.metadata,
+            sa.Column("key", sa.String(255), primary_key=True),
+            sa.Column("created_at", ts, nullable=False, index=True),
+        )
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def create_schema(self) -> None:
+        """Create the tables if they do not exist (called on start)."""
+        self.metadata.create_all(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        """One write transaction; SQLite writers are serialised in-process."""
+        if self._write_lock is None:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
+    def _row(self, row: sa.Row[tuple[object, ...]] | None) -> PersonaRecord | None:
+        if row is None:
+            return None
+        m = row._mapping
+        return PersonaRecord(
+            team=m["team"],
+            user_id=m["user_id"],
+            name=m["name"],
+            state=m["state"],
+            version=m["version"],
+            error=m["error"],
+            requested_by=m["requested_by"],
+            created_at=_aware(m["created_at"]),
+            updated_at=_aware(m["updated_at"]),
+        )
+
+    def _where(self, team: str, user_id: str) -> sa.ColumnElement[bool]:
+        return sa.and_(self.personas.c.team == team, self.personas.c.user_id == user_id)
+
+    # --- personas ---------------------------------------------------------------------------
+
+    def get(self, team: str, user_id: str) -> PersonaRecord | None:
+        with self.engine.connect() as conn:
+            return self._row(conn.execute(sa.select(self.personas).where(self._where(team, user_id))).first())
+
+    def list(self, team: str) -> list[PersonaRecord]:
+        query = sa.select(self.personas).where(self.personas.c.team == team).order_by(self.personas.c.name)
+        with self.engine.connect() as conn:
+            return [r for r in (self._row(row) for row in conn.execute(query)) if r is not None]
+
+    def begin_training(
+        self, team: str, user_id: str, name: str, *, requested_by: str | None = None, limit: int | None = None
+    ) -> PersonaRecord:
+        """Claim (team, user) for a new training run, in state ``scraping``.
+
+        Raises :class:`PersonaBusy` while another run holds it and :class:`PersonaLimitReached`
+        when the team is full. Safe under concurrency: the unique constraint lets one insert
+        win, and restarting a finished row is a conditional update only one caller can make.
+        """
+        stamp = now()
+        with self._write() as conn:
+            existing = conn.execute(
+                sa.select(self.personas.c.state).where(self._where(team, user_id))
+            ).first()
+            if existing is None:
+                if limit is not None:
+                    count = conn.execute(
+                        sa.select(sa.func.count())
+                        .select_from(self.personas)
+                        .where(self.personas.c.team == team)
+                    ).scalar_one()
+                    if count >= limit:
+                        raise PersonaLimitReached(
+                            f"This workspace already has {count} personas (the limit is {limit}); "
+                            "`/doppel forget` one first."
+                        )
+                try:
+                    with conn.begin_nested():
+                        conn.execute(
+                            self.personas.insert().values(
+                                team=team,
+                                user_id=user_id,
+                                name=name,
+                                state=SCRAPING,
+                                requested_by=requested_by,
+                                created_at=stamp,
+                                updated_at=stamp,
+                            )
+                        )
+                except IntegrityError:
+                    raise PersonaBusy(f"{name} is already being trained.") from None
+            else:
+                claimed = conn.execute(
+                    self.personas.update()
+                    .where(self._where(team, user_id), self.personas.c.state.in_(FINISHED))
+                    .values(
+                        state=SCRAPING, name=name, error=None, requested_by=requested_by, updated_at=stamp
+                    )
+                ).rowcount
+                if claimed != 1:
+                    raise PersonaBusy(f"{name} is already being trained (state: {existing.state}).")
+            row = conn.execute(sa.select(self.personas).where(self._where(team, user_id))).first()
+        record = self._row(row)
+        assert record is not None
+        return record
+
+    def set_state(
+        self, team: str, user_id: str, state: str, *, version: str | None = None, error: str | None = None
+    ) -> PersonaRecord:
+        """Move a persona along the state machine; anything else raises InvalidTransition."""
+        if state not in STATES:
+            raise InvalidTransition(f"unknown state {state!r}; states are {', '.join(STATES)}")
+        allowed_from = [s for s, targets in TRANSITIONS.items() if state in targets]
+        values: dict[str, object] = {"state": state, "updated_at": now(), "error": error}
+        if version is not None:
+            values["version"] = version
+        with self._write() as conn:
+            changed = conn.execute(
+                self.personas.update()
+                .where(self._where(team, user_id), self.personas.c.state.in_(allowed_from))
+                .values(**values)
+            ).rowcount
+            row = conn.execute(sa.select(self.personas).where(self._where(team, user_id))).first()
+        record = self._row(row)
+        if record is None:
+            raise InvalidTransition(f"no persona {user_id} in team {team}")
+        if changed != 1:
+            raise InvalidTransition(f"cannot move {user_id} from {record.state} to {state}")
+        return record
+
+    def upsert_trained(self, team: str, user_id: str, name: str, version: str | None) -> PersonaRecord:
+        """Record a persona trained outside the bot (``doppelkit train``) as ``trained``."""
+        stamp = now()
+        with self._write() as conn:
+            updated = conn.execute(
+                self.personas.update()
+                .where(self._where(team, user_id), self.personas.c.state.in_(FINISHED))
+                .values(state=TRAINED, name=name, version=version, error=None, updated_at=stamp)
+            ).rowcount
+            if not updated:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(
+                            self.personas.insert().values(
+                                team=team,
+                                user_id=user_id,
+                                name=name,
+                                state=TRAINED,
+                                version=version,
+                                created_at=stamp,
+                                updated_at=stamp,
+                            )
+                        )
+                except IntegrityError:
+                    pass  # a training run holds it; leave that run's state alone
+            row = conn.execute(sa.select(self.personas).where(self._where(team, user_id))).first()
+        record = self._row(row)
+        assert record is not None
+        return record
+
+    def fail_interrupted(self, reason: str = "interrupted: the bot restarted during training") -> int:
+        """Mark runs a previous process left in ``scraping``/``training`` as failed (on start)."""
+        with self._write() as conn:
+            return conn.execute(
+                self.personas.update()
+                .where(self.personas.c.state.in_((SCRAPING, TRAINING)))
+                .values(state=FAILED, error=reason, updated_at=now())
+            ).rowcount
+
+    def delete(self, team: str, user_id: str) -> bool:
+        """Forget a persona: its row and, if it was active, the team's active choice."""
+        with self._write() as conn:
+            conn.execute(
+                self.active.delete().where(self.active.c.team == team, self.active.c.user_id == user_id)
+            )
+            return bool(conn.execute(self.personas.delete().where(self._where(team, user_id))).rowcount)
+
+    def delete_team(self, team: str) -> None:
+        """Forget everything about a workspace (app uninstalled, tokens revoked)."""
+        with self._write() as conn:
+            conn.execute(self.active.delete().where(self.active.c.team == team))
+            conn.execute(self.personas.delete().where(self.personas.c.team == team))
+
+    # --- the active persona ---------------------------------------------------------------
+
+    def set_active(self, team: str, user_id: str) -> None:
+        with self._write() as conn:
+            updated = conn.execute(
+                self.active.update()
+                .where(self.active.c.team == team)
+                .values(user_id=user_id, updated_at=now())
+            ).rowcount
+            if not updated:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(
+                            self.active.insert().values(team=team, user_id=user_id, updated_at=now())
+                        )
+                except IntegrityError:  # a concurrent switch inserted first: last writer wins
+                    conn.execute(
+                        self.active.update()
+                        .where(self.active.c.team == team)
+                        .values(user_id=user_id, updated_at=now())
+                    )
+
+    def active_user(self, team: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(self.active.c.user_id).where(self.active.c.team == team)).scalar()
+
+    # --- dedup claims -------------------------------------------------------------------------
+
+    def claim(self, key: str) -> bool:
+        """Insert-or-ignore ``key``: True for the first caller only, across threads and processes."""
+        try:
+            with self._write() as conn:
+                conn.execute(self.events.insert().values(key=key[:255], created_at=now()))
+        except IntegrityError:
+            return False
+        return True
+
+    def prune_claims(self, older_than: timedelta = timedelta(days=1)) -> int:
+        """Drop claims older than Slack's retry window (retries stop after ~5 minutes)."""
+        with self._write() as conn:
+            return conn.execute(
+                self.events.delete().where(self.events.c.created_at < now() - older_than)
+            ).rowcount
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything we store is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -1,0 +1,87 @@
+"""The real command line: ``doppelkit serve frontend=bolt frontend.mode=http …`` in a subprocess,
+driven with signed events against a fake Web API (as an operator's smoke test would)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from bolt_support import BOT_USER, SECRET, TEAM, TOKEN, WebApiStub, running_stub
+
+from doppelkit.errors import UserError
+from doppelkit.testing.fakes import EchoEngine
+from doppelkit.testing.helpers import make_context
+from doppelkit_slack.bolt import BoltFrontend
+from doppelkit_slack.bolt.frontend import BoltConfig
+from doppelkit_slack.testing_events import EventSender, app_mention
+
+
+@pytest.fixture
+def slack() -> Iterator[WebApiStub]:
+    yield from running_stub()
+
+
+def serve(home: Path, *args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "doppelkit.cli", "serve", "frontend=bolt", *args],
+        env={**os.environ, "DOPPELKIT_HOME": str(home), "PYTHONUNBUFFERED": "1", **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_http_mode_from_the_command_line(tmp_path: Path, slack: WebApiStub) -> None:
+    process = serve(
+        tmp_path / "home",
+        "frontend.mode=http",
+        "frontend.port=0",
+        f"frontend.api_url={slack.url}",
+        "persona.user=U_ANN",
+        env={"SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SECRET},
+    )
+    try:
+        assert process.stderr is not None
+        timer = threading.Timer(60, process.kill)
+        timer.start()
+        line = ""
+        while "listening on" not in line:
+            line = process.stderr.readline()
+            assert line, "the server exited before listening"
+        timer.cancel()
+        url = re.search(r"listening on (\S+)", line).group(1)  # type: ignore[union-attr]
+        sender = EventSender(url, SECRET)
+        event = app_mention(
+            f"<@{BOT_USER}> hi", user="U_BOB", channel="C0001", ts="1700000000.000100", team=TEAM
+        )
+        assert sender.send_event(event, team=TEAM).status == 200
+        assert sender.send_event(event, team=TEAM, signature="v0=" + "f" * 64).status == 401
+        [post] = slack.wait_for_posts(1, timeout=20)
+        # No adapter under this home: the persona exists but says it is untrained (not silence).
+        assert post["thread_ts"] == "1700000000.000100" and "no trained model yet" in post["text"]
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=20)
+    assert TOKEN not in err and SECRET not in err
+
+
+@pytest.mark.parametrize(
+    ("mode", "missing"),
+    [("http", "SLACK_SIGNING_SECRET"), ("http", "SLACK_BOT_TOKEN"), ("socket", "SLACK_APP_TOKEN")],
+)
+def test_missing_secrets_are_a_clear_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, missing: str
+) -> None:
+    for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN"):
+        monkeypatch.setenv(name, "secret-value")
+    monkeypatch.setenv(missing, "")
+    frontend = BoltFrontend(BoltConfig(mode=mode), make_context(tmp_path))  # type: ignore[arg-type]
+    with pytest.raises(UserError, match=f"{missing} is not set") as raised:
+        frontend.serve(EchoEngine())
+    assert "secret-value" not in str(raised.value)

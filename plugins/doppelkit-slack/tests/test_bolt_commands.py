@@ -1,0 +1,179 @@
+"""``/doppel`` over HTTP: user resolution, train (background, progress posts), list, switch,
+status, forget, help."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bolt_support import TEAM, Bot, WebApiStub, running_stub, start_bot, stop_bot, wait_until
+
+from doppelkit.errors import UserError
+from doppelkit.models import Persona
+from doppelkit.testing.fakes import EchoEngine
+from doppelkit_slack.store import FAILED, TRAINED
+
+
+@pytest.fixture
+def slack() -> Iterator[WebApiStub]:
+    yield from running_stub()
+
+
+class FakeSteps:
+    """Training steps without a model: publish a version into the engine, or fail."""
+
+    def __init__(self, engine: EchoEngine, *, fail: str | None = None, gate: threading.Event | None = None):
+        self.engine, self.fail, self.gate = engine, fail, gate
+        self.trained: list[str] = []
+
+    def ingest(self, persona: Persona) -> tuple[int, Any]:
+        if self.gate is not None:
+            self.gate.wait(5)
+        if self.fail:
+            raise UserError(self.fail)
+        return 42, "dataset"
+
+    def train(self, persona: Persona, ingested: Any) -> str:
+        self.trained.append(persona.id)
+        self.engine.versions[(persona.team, persona.id)] = "v1"
+        return "v1"
+
+
+@pytest.fixture
+def engine() -> EchoEngine:
+    return EchoEngine(versions={(TEAM, "U_ANN"): "v1"})
+
+
+@pytest.fixture
+def bot(tmp_path: Path, slack: WebApiStub, engine: EchoEngine) -> Iterator[Bot]:
+    made = start_bot(tmp_path, slack, engine, persona=None)
+    yield made
+    stop_bot(made)
+
+
+def command(bot: Bot, text: str, **fields: Any) -> str:
+    response = bot.sender.send_command(text, team=TEAM, **fields)
+    assert response.status == 200, response.text
+    return str(response.json()["text"])
+
+
+def use_steps(bot: Bot, steps: FakeSteps) -> None:
+    bot.runtime.training.steps = lambda: steps
+
+
+def test_help_and_unknown_verbs(bot: Bot) -> None:
+    assert "/doppel train" in command(bot, "help")
+    assert "/doppel train" in command(bot, "")
+    assert command(bot, "dance").startswith("I don't know `dance`")
+
+
+@pytest.mark.parametrize("verb", ["train", "switch", "status", "forget"])
+def test_unknown_users_get_a_clear_reply(bot: Bot, verb: str) -> None:
+    reply = command(bot, f"{verb} Zelda")
+    assert "No one in this workspace matches “Zelda”" in reply
+
+
+@pytest.mark.parametrize("verb", ["train", "switch", "forget"])
+def test_ambiguous_names_list_the_candidates(bot: Bot, verb: str) -> None:
+    reply = command(bot, f"{verb} alex")
+    assert "ambiguous" in reply and "U_AL1" in reply and "U_AL2" in reply
+
+
+def test_typos_get_suggestions_and_bots_are_refused(bot: Bot) -> None:
+    assert "Did you mean Ann (U_ANN)" in command(bot, "train Anm")
+    assert "is a bot" in command(bot, "train doppel")
+
+
+def test_train_runs_in_the_background_and_reports_progress(bot: Bot, engine: EchoEngine) -> None:
+    steps = FakeSteps(engine)
+    use_steps(bot, steps)
+    reply = command(bot, "train <@U_BOB|bob>", channel="C0042")
+    assert reply.startswith("Started training Bob")
+    store = bot.runtime.parts.store
+    assert wait_until(lambda: (r := store.get(TEAM, "U_BOB")) is not None and r.state == TRAINED)
+    bot.runtime.training.join(5)
+    texts = [p["text"] for p in bot.slack.wait_for_posts(3)]
+    assert texts == [
+        "Reading Bob's messages…",
+        "Training Bob on 42 examples… this can take a while.",
+        "Bob is ready (v1). Mention me to talk to them.",
+    ]
+    assert {p["channel"] for p in bot.slack.posts} == {"C0042"}
+    assert store.active_user(TEAM) == "U_BOB"  # the first trained persona becomes active
+    assert "Bob (U_BOB): trained, v1 — *active*" in command(bot, "list")
+
+
+def test_a_second_train_while_one_runs_is_refused(bot: Bot, engine: EchoEngine) -> None:
+    gate = threading.Event()
+    use_steps(bot, FakeSteps(engine, gate=gate))
+    assert command(bot, "train Bob").startswith("Started training Bob")
+    assert "already being trained" in command(bot, "train U_BOB")
+    assert "being trained right now" in command(bot, "forget Bob")
+    gate.set()
+    bot.runtime.training.join(5)
+
+
+def test_a_failed_train_is_recorded_and_reported(bot: Bot, engine: EchoEngine) -> None:
+    use_steps(bot, FakeSteps(engine, fail="Bob has no usable messages"))
+    command(bot, "train Bob")
+    bot.runtime.training.join(5)
+    record = bot.runtime.parts.store.get(TEAM, "U_BOB")
+    assert record is not None and record.state == FAILED and "no usable messages" in (record.error or "")
+    assert bot.slack.wait_for_posts(2)[-1]["text"] == "Training Bob failed: Bob has no usable messages"
+    assert "failed" in command(bot, "status Bob")
+
+
+def test_the_persona_limit_is_enforced(tmp_path: Path, slack: WebApiStub, engine: EchoEngine) -> None:
+    bot = start_bot(tmp_path, slack, engine, persona=None, persona_limit=1)
+    try:
+        use_steps(bot, FakeSteps(engine))
+        command(bot, "train Bob")
+        bot.runtime.training.join(5)
+        assert "limit is 1" in command(bot, "train Ann")
+    finally:
+        stop_bot(bot)
+
+
+def test_switch_needs_a_trained_persona_and_changes_who_answers(bot: Bot) -> None:
+    assert "no trained model yet" in command(bot, "switch Bob")
+    assert command(bot, "switch Ann") == "Now answering as Ann (v1)."
+    assert "Answering as: Ann" in command(bot, "status")
+    bot.mention()
+    [post] = bot.slack.wait_for_posts(1)
+    assert post["username"] == "Ann-bot"
+
+
+def test_forget_deletes_files_under_home_and_store_rows(bot: Bot, tmp_path: Path) -> None:
+    home = bot.runtime.parts.home
+    dataset = home.datasets(TEAM, "U_ANN")
+    adapters = home.adapters(TEAM, "U_ANN") / "v1"
+    for directory in (dataset, adapters):
+        directory.mkdir(parents=True)
+        (directory / "file").write_text("x")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("x")
+    other = home.datasets(TEAM, "U_BOB")
+    other.parent.mkdir(parents=True, exist_ok=True)
+    other.symlink_to(outside)  # a link out of home is unlinked, never followed
+    command(bot, "switch Ann")
+    reply = command(bot, "forget Ann")
+    assert reply.startswith("Forgot Ann: deleted dataset, adapters")
+    assert not dataset.exists() and not home.adapters(TEAM, "U_ANN").exists()
+    assert bot.runtime.parts.store.get(TEAM, "U_ANN") is None
+    assert bot.runtime.parts.store.active_user(TEAM) is None
+    command(bot, "forget Bob")
+    assert not other.is_symlink() and (outside / "keep").is_file()
+    assert command(bot, "forget Bob") == "There was nothing to forget about Bob."
+
+
+def test_list_when_empty(bot: Bot, engine: EchoEngine) -> None:
+    engine.versions.clear()
+    assert "No personas in this workspace yet" in command(bot, "list")
+
+
+def test_commands_need_a_valid_signature(bot: Bot) -> None:
+    assert bot.sender.send_command("list", team=TEAM, signature="v0=" + "1" * 64).status == 401

@@ -1,0 +1,325 @@
+"""End to end: the real Bolt app over HTTP (uvicorn on port 0) against a fake Web API.
+
+Signed events go in through :class:`EventSender`; what the bot posts is read back from the
+fake. The engine is a deterministic :class:`EchoEngine` (no model).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bolt_support import (
+    BOT_USER,
+    CHANNEL,
+    ROOT_TS,
+    TEAM,
+    Bot,
+    WebApiStub,
+    replies,
+    running_stub,
+    start_bot,
+    stop_bot,
+    wait_until,
+)
+
+from doppelkit.testing.contracts import FrontendContract
+from doppelkit.testing.fakes import EchoEngine
+from doppelkit.testing.helpers import make_context
+from doppelkit_slack.bolt import BoltFrontend
+from doppelkit_slack.bolt.frontend import BoltConfig
+from doppelkit_slack.testing_events import app_mention, channel_message, event_envelope
+
+
+@pytest.fixture
+def slack() -> Iterator[WebApiStub]:
+    yield from running_stub()
+
+
+@pytest.fixture
+def bot(tmp_path: Path, slack: WebApiStub) -> Iterator[Bot]:
+    made = start_bot(tmp_path, slack, EchoEngine(versions={(TEAM, "U_ANN"): "v1"}))
+    yield made
+    stop_bot(made)
+
+
+def test_a_signed_mention_gets_exactly_one_threaded_reply_from_the_persona(bot: Bot) -> None:
+    bot.slack.threads[(CHANNEL, ROOT_TS)] = [
+        {"ts": ROOT_TS, "user": "U_BOB", "text": f"<@{BOT_USER}> how are you?"},
+    ]
+    response = bot.mention()
+    assert response.status == 200
+    [post] = replies(bot)
+    assert post["channel"] == CHANNEL and post["thread_ts"] == ROOT_TS
+    assert post["username"] == "Ann-bot"
+    assert post["text"].startswith("Ann says:")
+    # The echoed mention is neutralised: no raw <@…> sequence can ping anyone.
+    assert "<@" not in post["text"] and "&lt;@" in post["text"]
+    [call] = bot.engine.calls
+    assert call.persona.id == "U_ANN" and call.bot_user_id == BOT_USER
+    assert [m.ts for m in call.thread.messages] == [ROOT_TS]
+
+
+@pytest.mark.parametrize("retries", [1, 2, 3])
+def test_slack_retries_never_produce_a_second_post(bot: Bot, retries: int) -> None:
+    assert bot.mention(event_id="EvRETRY").status == 200
+    for attempt in range(1, retries + 1):
+        assert bot.mention(event_id="EvRETRY", retry_num=attempt).status == 200
+    assert len(replies(bot)) == 1
+    assert len(bot.engine.calls) == 1
+
+
+def test_the_same_event_three_times_concurrently_gets_one_post(bot: Bot) -> None:
+    statuses: list[int] = []
+    barrier = threading.Barrier(3)
+
+    def deliver(attempt: int) -> None:
+        barrier.wait()
+        statuses.append(bot.mention(event_id="EvTRIPLE", retry_num=attempt or None).status)
+
+    workers = [threading.Thread(target=deliver, args=(i,)) for i in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert statuses == [200, 200, 200]
+    assert len(replies(bot)) == 1
+
+
+def test_app_mention_and_message_double_delivery_gets_one_post(bot: Bot) -> None:
+    text = f"<@{BOT_USER}> hi"
+    mention = app_mention(text, user="U_BOB", channel=CHANNEL, ts=ROOT_TS, team=TEAM)
+    message = channel_message(text, user="U_BOB", channel=CHANNEL, ts=ROOT_TS, team=TEAM)
+    assert bot.sender.send_event(message, team=TEAM).status == 200
+    assert bot.sender.send_event(mention, team=TEAM).status == 200
+    assert len(replies(bot)) == 1
+
+
+def test_a_direct_message_gets_a_reply_and_plain_channel_chatter_does_not(bot: Bot) -> None:
+    chatter = channel_message(
+        "just chatting", user="U_BOB", channel=CHANNEL, ts="1700000001.000100", team=TEAM
+    )
+    from_bot = app_mention(
+        f"<@{BOT_USER}> loop?", user="U_X", channel=CHANNEL, ts="1700000002.000100", team=TEAM
+    )
+    from_bot["bot_id"] = "BOTHER"
+    dm = channel_message(
+        "hello you", user="U_BOB", channel="D0001", ts="1700000003.000100", channel_type="im"
+    )
+    for event in (chatter, from_bot, dm):
+        assert bot.sender.send_event(event, team=TEAM).status == 200
+    [post] = replies(bot)
+    assert post["channel"] == "D0001" and post["text"] == "Ann says: hello you"
+
+
+def test_acks_do_not_wait_for_a_slow_engine(tmp_path: Path, slack: WebApiStub) -> None:
+    slow = start_bot(tmp_path, slack, EchoEngine(versions={(TEAM, "U_ANN"): "v1"}, delay=1.5))
+    try:
+        slow.mention(ts="1700000000.000001")  # warms Bolt's one-time auth.test
+        started = time.perf_counter()
+        for i in range(5):
+            assert slow.mention(ts=f"1700000000.00010{i}").status == 200
+        assert time.perf_counter() - started < 1.0, "five acks took longer than one generation"
+    finally:
+        slow.server.stop()
+        slow.runtime.close()
+
+
+# --- the request guard --------------------------------------------------------------------------
+
+
+def _mention_body() -> bytes:
+    event = app_mention(f"<@{BOT_USER}> hi", user="U_BOB", channel=CHANNEL, ts=ROOT_TS, team=TEAM)
+    return json.dumps(event_envelope(event, team=TEAM)).encode()
+
+
+@pytest.mark.parametrize(
+    ("spoil", "status"),
+    [
+        ({"signature": "v0=" + "0" * 64}, 401),  # forged
+        ({"signature": "garbage"}, 401),  # malformed
+        ({"signed": False}, 401),  # missing
+        ({"skew": 301}, 401),  # from the future
+        ({"skew": -301}, 401),  # stale
+        ({"timestamp": "soon", "signature": "v0=abc"}, 400),  # non-numeric timestamp
+        ({"content_type": "text/plain"}, 415),
+        ({"method": "GET"}, 405),
+    ],
+)
+def test_bad_requests_get_4xx_and_no_reply(bot: Bot, spoil: dict[str, Any], status: int) -> None:
+    response = bot.sender.post(_mention_body(), **spoil)
+    assert response.status == status
+    time.sleep(0.1)
+    assert bot.slack.posts == [] and bot.engine.calls == []
+
+
+def test_just_inside_the_clock_window_is_accepted(bot: Bot) -> None:
+    assert bot.sender.post(_mention_body(), skew=-290).status == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{not json", b"[1, 2, 3]", b"\xff\xfe\x00", b""],
+)
+def test_signed_garbage_bodies_get_400(bot: Bot, body: bytes) -> None:
+    assert bot.sender.post(body).status == 400
+
+
+def test_signed_garbage_form_gets_400(bot: Bot) -> None:
+    assert bot.sender.post(b"payload=%7Bnope", content_type="application/x-www-form-urlencoded").status == 400
+
+
+def test_oversized_bodies_get_413_before_being_read_in_full(bot: Bot) -> None:
+    event = app_mention("x" * 1_100_000, user="U_BOB", channel=CHANNEL, ts=ROOT_TS, team=TEAM)
+    assert bot.sender.post(json.dumps(event_envelope(event, team=TEAM)).encode()).status == 413
+
+
+def test_url_verification_is_answered(bot: Bot) -> None:
+    body = json.dumps({"type": "url_verification", "challenge": "c-123", "token": "t"}).encode()
+    response = bot.sender.post(body)
+    assert response.status == 200 and "c-123" in response.text
+
+
+def test_unknown_paths_and_health(bot: Bot) -> None:
+    import urllib.error
+    import urllib.request
+
+    with urllib.request.urlopen(bot.server.url + "/healthz") as ok:
+        assert ok.status == 200
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(bot.server.url + "/nope")
+    assert missing.value.code == 404
+
+
+# --- no persona, long threads, API faults -----------------------------------------------------------
+
+
+def test_a_mention_with_no_trained_persona_gets_a_helpful_reply(tmp_path: Path, slack: WebApiStub) -> None:
+    untrained = start_bot(tmp_path, slack, EchoEngine(), persona=None)
+    try:
+        untrained.mention()
+        [post] = replies(untrained)
+        assert "/doppel train" in post["text"] and post["thread_ts"] == ROOT_TS
+        assert untrained.engine.calls == []
+    finally:
+        untrained.server.stop()
+        untrained.runtime.close()
+
+
+def test_the_active_persona_without_a_model_says_so(tmp_path: Path, slack: WebApiStub) -> None:
+    untrained = start_bot(tmp_path, slack, EchoEngine(), persona="U_ANN")
+    try:
+        untrained.mention()
+        [post] = replies(untrained)
+        assert "no trained model" in post["text"] and "Ann" in post["text"]
+    finally:
+        untrained.server.stop()
+        untrained.runtime.close()
+
+
+def test_a_10000_character_thread_is_cut_to_the_formatters_context_budget(
+    tmp_path: Path, slack: WebApiStub
+) -> None:
+    from doppelkit.builtins.formatters.chat import ChatFormatter
+
+    formatter = ChatFormatter(ChatFormatter.Config(), make_context(tmp_path))
+    prompts: list[list[Any]] = []
+
+    class PromptEngine(EchoEngine):
+        def reply(self, persona: Any, thread: Any, *, bot_user_id: str | None = None) -> list[str]:
+            prompts.append(formatter.conversation(thread, persona, bot_user_id=bot_user_id))  # type: ignore[call-arg]
+            return super().reply(persona, thread, bot_user_id=bot_user_id)
+
+    bot = start_bot(tmp_path, slack, PromptEngine(versions={(TEAM, "U_ANN"): "v1"}))
+    try:
+        thread = [
+            {
+                "ts": f"1700000000.{i:06d}",
+                "user": "U_BOB" if i % 2 else "U_ANN",
+                "text": f"message {i} " + "y" * 240,
+            }
+            for i in range(1, 41)
+        ]
+        last_ts = thread[-1]["ts"]
+        thread[-1]["text"] = f"<@{BOT_USER}> what do you think?"
+        slack.threads[(CHANNEL, thread[0]["ts"])] = thread
+        assert sum(len(m["text"]) for m in thread) > 9_000
+        event = app_mention(
+            thread[-1]["text"],
+            user="U_BOB",
+            channel=CHANNEL,
+            ts=last_ts,
+            thread_ts=thread[0]["ts"],
+            team=TEAM,
+        )
+        bot.sender.send_event(event, team=TEAM)
+        [post] = replies(bot)
+        assert post["thread_ts"] == thread[0]["ts"]
+        [prompt] = prompts
+        budget = formatter.config.max_context_chars
+        context_chars = sum(len(m.content) for m in prompt if m.role != "system")
+        assert context_chars <= budget + 200, (context_chars, budget)
+        assert "what do you think?" in prompt[-1].content
+        assert len(bot.engine.calls[0].thread.messages) == 40  # the whole thread reached the engine
+    finally:
+        bot.server.stop()
+        bot.runtime.close()
+
+
+def test_rate_limits_while_replying_are_retried(bot: Bot) -> None:
+    bot.slack.faults["chat.postMessage"] = [(429, 0), (503, None)]
+    bot.mention()
+    [post] = replies(bot)
+    assert post["username"] == "Ann-bot"
+    assert bot.slack.calls.count("chat.postMessage") == 3
+
+
+def test_persistent_server_errors_give_up_cleanly_and_the_bot_keeps_working(bot: Bot) -> None:
+    bot.slack.faults["chat.postMessage"] = [(500, None)] * 3  # first try + 2 retries
+    bot.mention()
+    assert wait_until(lambda: bot.slack.calls.count("chat.postMessage") == 3)
+    bot.runtime.wait_idle()
+    assert bot.slack.posts == []
+    bot.mention("still there?", ts="1700000009.000100")
+    [post] = replies(bot)
+    assert post["text"].endswith("still there?")
+
+
+def test_long_and_multi_message_replies_are_split_and_posted_in_order(
+    tmp_path: Path, slack: WebApiStub
+) -> None:
+    long = " ".join(["word"] * 2500)  # ~12,500 characters
+    engine = EchoEngine(versions={(TEAM, "U_ANN"): "v1"}, messages=["first", long, "last <!channel> @here"])
+    bot = start_bot(tmp_path, slack, engine, max_message_chars=4000)
+    try:
+        bot.mention()
+        posts = replies(bot, n=6)
+        texts = [p["text"] for p in posts]
+        assert texts[0] == "first" and texts[-1].startswith("last")
+        assert all(len(t) <= 4000 for t in texts)
+        assert " ".join(texts[1:-1]).split() == long.split()
+        assert "<!channel>" not in texts[-1] and "&lt;!channel&gt;" in texts[-1]
+        assert "@here" not in texts[-1]  # a word joiner keeps it from pinging
+        assert {p["thread_ts"] for p in posts} == {ROOT_TS}
+    finally:
+        bot.server.stop()
+        bot.runtime.close()
+
+
+def test_uninstall_deletes_the_workspace_data(bot: Bot) -> None:
+    store = bot.runtime.parts.store
+    store.upsert_trained(TEAM, "U_ANN", "Ann", "v1")
+    store.set_active(TEAM, "U_ANN")
+    assert bot.sender.send_event({"type": "app_uninstalled"}, team=TEAM).status == 200
+    assert store.list(TEAM) == [] and store.active_user(TEAM) is None
+
+
+class TestBoltFrontendContract(FrontendContract):
+    @pytest.fixture
+    def frontend(self, tmp_path: Path) -> BoltFrontend:
+        return BoltFrontend(BoltConfig(), make_context(tmp_path))

@@ -1,0 +1,96 @@
+"""``doppelkit ingest source=slack_export …`` end to end, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from slack_export_builders import USERS, message, user, write_export, zip_dir
+
+from doppelkit.plugins import build_registries, get_plugin_manager
+from doppelkit.testing import run_cli
+from doppelkit_slack.export import SAMPLE_WORKSPACE
+
+pytestmark = pytest.mark.skipif(
+    "chat" not in build_registries(get_plugin_manager(load_entrypoints=False)).of("formatter"),
+    reason="the chat formatter is not registered yet",
+)
+# Only this distribution's plugins: the test does not depend on other plugins' state.
+ENV = {"DOPPELKIT_LOAD_PLUGINS": "slack"}
+
+
+def ingest(tmp_path: Path, *overrides: str) -> tuple[int, str, Path]:
+    out = tmp_path / "out" / "maya.jsonl"
+    result = run_cli(
+        ["ingest", "source=slack_export", f"dataset.path={out}", f"home={tmp_path / 'home'}", *overrides],
+        cwd=tmp_path,
+        env=ENV,
+        timeout=120,
+    )
+    return result.returncode, result.stdout + result.stderr, out
+
+
+def test_ingest_the_sample_zip(tmp_path: Path) -> None:
+    archive = zip_dir(SAMPLE_WORKSPACE, tmp_path / "export.zip")
+    code, output, out = ingest(tmp_path, f"source.path={archive}", "persona.user=maya")
+    assert code == 0, output
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert len(lines) > 300
+    for line in lines:
+        example = json.loads(line)
+        assert example["messages"][-1]["role"] == "assistant"
+        assert example["meta"]["team"] == "T0LANTERN1"
+    dataset = out.read_text(encoding="utf-8")
+    assert "SECRET-" not in dataset and "CONFIDENTIAL-" not in dataset
+    report = json.loads(out.with_name("maya.report.json").read_text(encoding="utf-8"))
+    assert report["persona_id"] == "U0MAYA0001"
+    assert report["drops"]["private_channel"] == 1 and report["drops"]["direct_message"] == 2
+    assert report["drops"]["channel_join"] > 0
+    assert "examples kept" in output
+
+
+def test_a_persona_without_messages_exits_2_and_writes_nothing(tmp_path: Path) -> None:
+    export = write_export(
+        tmp_path / "export",
+        {"general/2024-01-01.json": [message("1704100000.000100", "U1ANN", "ann talks, nobody else")]},
+        users=[*USERS, user("U4QUIET", "quiet")],
+    )
+    code, output, out = ingest(tmp_path, f"source.path={export}", "persona.user=quiet")
+    assert code == 2, output
+    assert "no usable messages" in output and "Traceback" not in output
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+
+
+def test_bad_exports_exit_2_without_a_traceback(tmp_path: Path) -> None:
+    export = write_export(tmp_path / "export", {"general/2024-01-01.json": [message("1.0", "U1ANN", "hi")]})
+    archive = zip_dir(export, tmp_path / "slip.zip")
+    with zipfile.ZipFile(archive, "a") as zf:
+        zf.writestr("../../evil.json", "[]")
+    for path, expected in ((archive, "Refusing"), (tmp_path / "missing.zip", "does not exist")):
+        code, output, out = ingest(tmp_path, f"source.path={path}", "persona.user=ann")
+        assert code == 2, output
+        assert expected in output and "Traceback" not in output
+        assert not out.exists()
+
+
+def test_a_corrupt_day_file_is_reported_and_ingest_goes_on(tmp_path: Path) -> None:
+    root = "1704100000.000100"
+    export = write_export(
+        tmp_path / "export",
+        {
+            "general/2024-01-01.json": [
+                message(root, "U2BOB", "how do we feel about the new bike racks?", thread_ts=root),
+                message(
+                    "1704100100.000100", "U1ANN", "honestly they are great, my bike fits now", thread_ts=root
+                ),
+            ],
+            "general/2024-01-02.json": b"\xff\xfe not json and not utf-8",
+        },
+    )
+    code, output, out = ingest(tmp_path, f"source.path={export}", "persona.user=ann")
+    assert code == 0, output
+    report = json.loads(out.with_name("maya.report.json").read_text(encoding="utf-8"))
+    assert [s["path"] for s in report["skipped_files"]] == ["general/2024-01-02.json"]
+    assert report["examples_kept"] == 1

@@ -1,0 +1,153 @@
+"""The persona store on SQLite (always) and PostgreSQL (when DOPPELKIT_TEST_POSTGRES_URL is set)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from doppelkit_slack.store import (
+    FAILED,
+    SCRAPING,
+    TRAINED,
+    TRAINING,
+    InvalidTransition,
+    PersonaBusy,
+    PersonaLimitReached,
+    PersonaStore,
+    default_url,
+)
+
+POSTGRES_URL = os.environ.get("DOPPELKIT_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(params=["sqlite-file", "sqlite-memory", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PersonaStore]:
+    if request.param == "sqlite-file":
+        made = PersonaStore(default_url(tmp_path / "state"))
+    elif request.param == "sqlite-memory":
+        made = PersonaStore("sqlite://")
+    else:
+        if not POSTGRES_URL:
+            pytest.skip("set DOPPELKIT_TEST_POSTGRES_URL to run the store tests on PostgreSQL")
+        schema = f"doppel_test_{uuid.uuid4().hex[:12]}"  # a private schema: parallel runs never collide
+        engine = sa.create_engine(POSTGRES_URL)
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        made = PersonaStore(POSTGRES_URL, schema=schema, engine=engine)
+    made.create_schema()
+    made.create_schema()  # idempotent: the bot creates the schema on every start
+    yield made
+    if request.param == "postgres":
+        with made.engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{made.metadata.schema}" CASCADE'))
+    made.dispose()
+
+
+def test_state_machine_happy_path(store: PersonaStore) -> None:
+    record = store.begin_training("T1", "U1", "Ann", requested_by="U9")
+    assert (record.state, record.name, record.requested_by) == (SCRAPING, "Ann", "U9")
+    assert store.set_state("T1", "U1", TRAINING).state == TRAINING
+    done = store.set_state("T1", "U1", TRAINED, version="v1")
+    assert (done.state, done.version) == (TRAINED, "v1")
+    assert done.updated_at >= record.created_at
+    # Retraining a finished persona restarts it at scraping, keeping the last version.
+    again = store.begin_training("T1", "U1", "Ann")
+    assert (again.state, again.version) == (SCRAPING, "v1")
+
+
+def test_invalid_transitions_are_refused(store: PersonaStore) -> None:
+    store.begin_training("T1", "U1", "Ann")
+    with pytest.raises(InvalidTransition):
+        store.set_state("T1", "U1", TRAINED)  # scraping → trained skips training
+    with pytest.raises(InvalidTransition):
+        store.set_state("T1", "U1", "bogus")
+    with pytest.raises(InvalidTransition):
+        store.set_state("T1", "U404", TRAINING)
+    store.set_state("T1", "U1", FAILED, error="no messages")
+    assert store.get("T1", "U1").error == "no messages"  # type: ignore[union-attr]
+
+
+def test_a_running_training_cannot_be_started_twice(store: PersonaStore) -> None:
+    store.begin_training("T1", "U1", "Ann")
+    with pytest.raises(PersonaBusy):
+        store.begin_training("T1", "U1", "Ann")
+    store.set_state("T1", "U1", TRAINING)
+    with pytest.raises(PersonaBusy):
+        store.begin_training("T1", "U1", "Ann")
+
+
+def test_concurrent_train_of_the_same_user_has_one_winner(store: PersonaStore) -> None:
+    barrier = threading.Barrier(8)
+
+    def attempt(_: int) -> bool:
+        barrier.wait()
+        try:
+            store.begin_training("T1", "U1", "Ann")
+        except PersonaBusy:
+            return False
+        return True
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(attempt, range(8)))
+    assert results.count(True) == 1
+    assert len(store.list("T1")) == 1
+
+
+def test_persona_limit_per_team(store: PersonaStore) -> None:
+    store.begin_training("T1", "U1", "Ann", limit=2)
+    store.begin_training("T1", "U2", "Bob", limit=2)
+    with pytest.raises(PersonaLimitReached):
+        store.begin_training("T1", "U3", "Cid", limit=2)
+    store.begin_training("T2", "U3", "Cid", limit=2)  # other teams are counted apart
+
+
+def test_active_persona_per_team_and_forget(store: PersonaStore) -> None:
+    assert store.active_user("T1") is None
+    store.upsert_trained("T1", "U1", "Ann", "v1")
+    store.set_active("T1", "U1")
+    store.set_active("T2", "U2")
+    assert store.active_user("T1") == "U1"
+    store.set_active("T1", "U1")
+    assert store.active_user("T1") == "U1"
+    assert store.delete("T1", "U1") is True
+    assert store.active_user("T1") is None and store.get("T1", "U1") is None
+    assert store.delete("T1", "U1") is False
+    assert store.active_user("T2") == "U2"
+    store.delete_team("T2")
+    assert store.active_user("T2") is None
+
+
+def test_upsert_trained_leaves_a_running_training_alone(store: PersonaStore) -> None:
+    store.begin_training("T1", "U1", "Ann")
+    assert store.upsert_trained("T1", "U1", "Ann", "v7").state == SCRAPING
+    store.upsert_trained("T1", "U2", "Bob", "v2")
+    assert [(r.user_id, r.state, r.version) for r in store.list("T1")] == [
+        ("U1", SCRAPING, None),
+        ("U2", TRAINED, "v2"),
+    ]
+
+
+def test_interrupted_runs_fail_on_start(store: PersonaStore) -> None:
+    store.begin_training("T1", "U1", "Ann")
+    assert store.fail_interrupted() == 1
+    assert store.get("T1", "U1").state == FAILED  # type: ignore[union-attr]
+
+
+def test_claims_are_insert_or_ignore_under_concurrency(store: PersonaStore) -> None:
+    barrier = threading.Barrier(6)
+
+    def attempt(_: int) -> bool:
+        barrier.wait()
+        return store.claim("event:Ev1")
+
+    with ThreadPoolExecutor(6) as pool:
+        assert sorted(pool.map(attempt, range(6))) == [False] * 5 + [True]
+    assert store.claim("event:Ev2") is True
+    assert store.prune_claims() == 0
