@@ -1,0 +1,141 @@
+"""Slack bot ack latency under a busy engine, and one post per event under retries.
+
+The real Bolt app serves over HTTP (uvicorn on a loopback port) against a fake Web API. Signed
+``app_mention`` requests arrive at a steady rate (open loop: a request is sent on schedule
+whatever the previous one is doing) while the engine is slower than the arrival rate, so
+generation is busy for the whole run. A quarter of the events are also redelivered three times
+(``X-Slack-Retry-Num`` 1-3, concurrently with the original).
+
+Baseline in the same run: signed ``url_verification`` requests (guard + signature + Bolt
+dispatch, no listener, no store) at the same rate.
+
+Run either way (not part of ``make test``)::
+
+    .venv/bin/pytest benchmarks/bench_bolt.py -q -s
+    .venv/bin/python benchmarks/bench_bolt.py
+
+Targets: mention ack p99 < 100 ms; posts == distinct events.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "doppelkit-slack" / "tests"))
+
+from bolt_support import BOT_USER, SECRET, TEAM, WebApiStub, default_members, start_bot, stop_bot
+
+from doppelkit.testing.fakes import EchoEngine
+from doppelkit_slack.testing_events import EventSender, app_mention
+
+RATE_PER_S = 40
+DURATION_S = 5.0
+ENGINE_DELAY_S = 0.06  # 2 workers → ~33 replies/s: slower than arrivals, always busy
+RETRIED_SHARE = 4  # every 4th event is redelivered 3 times
+P99_TARGET_MS = 100.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def open_loop(send: Any, count: int, rate: float, pool: ThreadPoolExecutor) -> list[float]:
+    """Call ``send(i)`` on schedule (``rate`` per second); each returns its latency in seconds."""
+    start = time.perf_counter()
+    futures = []
+    for i in range(count):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        futures.append(pool.submit(send, i))
+    return [f.result() for f in futures]
+
+
+def run(rate: float = RATE_PER_S, duration: float = DURATION_S) -> dict[str, Any]:
+    stub = WebApiStub(users=default_members()).start()
+    tmp = tempfile.TemporaryDirectory()
+    engine = EchoEngine(versions={(TEAM, "U_ANN"): "v1"}, delay=ENGINE_DELAY_S)
+    bot = start_bot(Path(tmp.name), stub, engine, reply_workers=2)
+    sender = EventSender(bot.server.url + "/slack/events", SECRET)
+    count = int(rate * duration)
+    try:
+        with ThreadPoolExecutor(32) as pool:
+            challenge = json.dumps({"type": "url_verification", "challenge": "c", "token": "t"}).encode()
+            sender.post(challenge)  # warm-up (connection setup, Bolt's first auth.test)
+            bot.mention(ts="1600000000.000001", event_id="EvWARM")
+            baseline = open_loop(lambda i: sender.post(challenge).elapsed, count, rate, pool)
+
+            def mention(i: int) -> float:
+                ts = f"1700000000.{i:06d}"
+                event = app_mention(
+                    f"<@{BOT_USER}> question {i}", user="U_BOB", channel="C0001", ts=ts, team=TEAM
+                )
+                event_id = f"EvBENCH{i:06d}"
+                retries = []
+                if i % RETRIED_SHARE == 0:
+                    retries = [
+                        pool.submit(sender.send_event, event, team=TEAM, event_id=event_id, retry_num=n)
+                        for n in (1, 2, 3)
+                    ]
+                response = sender.send_event(event, team=TEAM, event_id=event_id)
+                assert response.status == 200 and all(r.result().status == 200 for r in retries)
+                return response.elapsed
+
+            acks = open_loop(mention, count, rate, pool)
+        queued_at_end = len(bot.runtime.parts.replier.pending)
+        bot.runtime.wait_idle(timeout=60)
+        stub.wait_for_posts(count + 1, timeout=30)
+        time.sleep(0.5)
+        posts = len(stub.posts) - 1  # minus the warm-up mention
+    finally:
+        stop_bot(bot)
+        stub.stop()
+        tmp.cleanup()
+    return {
+        "events": count,
+        "retries_sent": 3 * len(range(0, count, RETRIED_SHARE)),
+        "posts": posts,
+        "queued_replies_when_sending_stopped": queued_at_end,
+        "mention_ack_ms": {
+            "p50": statistics.median(acks) * 1000,
+            "p99": percentile(acks, 99) * 1000,
+            "max": max(acks) * 1000,
+        },
+        "baseline_ack_ms": {
+            "p50": statistics.median(baseline) * 1000,
+            "p99": percentile(baseline, 99) * 1000,
+        },
+    }
+
+
+def report(result: dict[str, Any]) -> None:
+    m, b = result["mention_ack_ms"], result["baseline_ack_ms"]
+    print(
+        f"\n{result['events']} signed app_mentions at {RATE_PER_S}/s with the engine busy "
+        f"({result['queued_replies_when_sending_stopped']} replies still queued when sending stopped):"
+        f"\n  mention ack  p50 {m['p50']:.1f} ms  p99 {m['p99']:.1f} ms  max {m['max']:.1f} ms"
+        f"\n  baseline     p50 {b['p50']:.1f} ms  p99 {b['p99']:.1f} ms  (url_verification)"
+        f"\n  p99 ratio {m['p99'] / max(b['p99'], 0.001):.1f}x"
+        f"\n  {result['retries_sent']} retries sent; posts {result['posts']} for {result['events']} events"
+    )
+
+
+def test_ack_latency_with_a_busy_engine_and_one_post_per_event() -> None:
+    result = run()
+    report(result)
+    assert result["posts"] == result["events"], "every event answered exactly once"
+    assert result["mention_ack_ms"]["p99"] < P99_TARGET_MS
+
+
+if __name__ == "__main__":
+    outcome = run()
+    report(outcome)
+    print(json.dumps(outcome, indent=2))
