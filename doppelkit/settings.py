@@ -28,7 +28,7 @@ class TinyModelConfig(_Section):
     num_attention_heads: int = Field(4, ge=1)
     num_key_value_heads: int = Field(2, ge=1)
     max_position_embeddings: int = Field(1024, ge=64)
-    pretrain_steps: int = Field(300, ge=0)  # brief base-model pretraining on the workspace's text
+    pretrain_steps: int = Field(200, ge=0)  # brief pretraining on the workspace's own text
     pretrain_batch_size: int = Field(16, ge=1)
     pretrain_learning_rate: float = Field(3e-3, gt=0)
     seed: int = 0

@@ -1,0 +1,178 @@
+"""Published persona adapters: versioned, crash-safe, plain PEFT directories.
+
+Layout under ``home.adapters(team, user)``::
+
+    v1/ v2/ …                 one directory per published version, never modified afterwards
+      adapter_config.json     }  exactly what ``PeftModel.from_pretrained(base, path)`` needs,
+      adapter_model.safetensors } safetensors only (never pickle)
+      manifest.json           AdapterManifest: base model, formatter, hashes, metrics, …
+    CURRENT                   the served version's name ("v2"), replaced atomically
+
+Publishing writes a hidden staging directory, fsyncs every file and the directory, renames it
+to ``vN`` (atomic on POSIX), fsyncs the parent, and only then replaces ``CURRENT``. A crash at
+any point leaves ``CURRENT`` naming the previous complete version; a staging directory left by
+a crash is invisible to readers and removed by the next publish. Publishers of one persona
+serialise on a lock file, so two runs never claim the same version number.
+
+This module is the contract with the serving engine: ``current_version`` tells it what to load
+(and, through the manifest, which base model), ``list_versions`` what exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from doppelkit.errors import UserError
+from doppelkit.home import Home, atomic_write, fsync_dir
+from doppelkit.models import AdapterManifest
+from doppelkit_lora.faults import crash_point
+
+POINTER = "CURRENT"
+MANIFEST = "manifest.json"
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_FILES = (ADAPTER_CONFIG, ADAPTER_WEIGHTS)
+VERSION = re.compile(r"^v([1-9][0-9]*)$")
+STAGING_PREFIX = ".staging-"
+LOCK = ".lock"
+
+
+class ArtifactError(UserError):
+    """A published adapter is missing or malformed (its files, pointer or manifest)."""
+
+
+@dataclass(frozen=True)
+class PublishedAdapter:
+    version: str  # "v3"
+    path: Path  # the version directory: pass it to PeftModel.from_pretrained
+    manifest: AdapterManifest
+
+    @property
+    def number(self) -> int:
+        return version_number(self.version)
+
+
+def version_number(version: str) -> int:
+    match = VERSION.match(version)
+    if not match:
+        raise ArtifactError(f"{version!r} is not an adapter version name (v1, v2, …)")
+    return int(match.group(1))
+
+
+def read_version(path: Path) -> PublishedAdapter:
+    """Load one version directory, checking it is complete and pickle-free."""
+    version = path.name
+    version_number(version)
+    missing = [name for name in (*ADAPTER_FILES, MANIFEST) if not (path / name).is_file()]
+    if missing:
+        raise ArtifactError(f"adapter {path} is incomplete: {', '.join(missing)} missing")
+    try:
+        manifest = AdapterManifest.model_validate_json((path / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"cannot read {path / MANIFEST}: {exc}") from None
+    if manifest.version != version:
+        raise ArtifactError(f"{path / MANIFEST} says {manifest.version}, but the directory is {version}")
+    return PublishedAdapter(version, path, manifest)
+
+
+def list_versions(home: Home, team: str, user: str) -> list[PublishedAdapter]:
+    """Every complete published version, oldest first (staging leftovers are ignored)."""
+    root = home.adapters(team, user)
+    if not root.is_dir():
+        return []
+    found = []
+    for entry in root.iterdir():
+        if entry.is_dir() and VERSION.match(entry.name):
+            with contextlib.suppress(ArtifactError):
+                found.append(read_version(entry))
+    return sorted(found, key=lambda adapter: adapter.number)
+
+
+def current_version(home: Home, team: str, user: str) -> PublishedAdapter | None:
+    """The version ``CURRENT`` names, or ``None`` when nothing was published yet."""
+    root = home.adapters(team, user)
+    pointer = root / POINTER
+    try:
+        version = pointer.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ArtifactError(f"cannot read {pointer}: {exc}") from None
+    if not VERSION.match(version):
+        raise ArtifactError(f"{pointer} holds {version!r}, not a version name")
+    return read_version(root / version)
+
+
+@contextlib.contextmanager
+def _publish_lock(root: Path) -> Iterator[None]:
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / LOCK).open("a") as fh:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks; a single publisher is assumed
+            yield
+            return
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _fsync_tree(directory: Path) -> None:
+    for item in directory.iterdir():
+        with item.open("rb") as fh:
+            os.fsync(fh.fileno())
+    fsync_dir(directory)
+
+
+def publish(
+    home: Home,
+    team: str,
+    user: str,
+    write_adapter: Callable[[Path], None],
+    manifest: AdapterManifest,
+) -> PublishedAdapter:
+    """Publish a new version and make it current, atomically.
+
+    ``write_adapter(directory)`` writes the PEFT files (e.g. ``model.save_pretrained(directory,
+    safe_serialization=True)``); anything besides ``adapter_config.json`` and
+    ``adapter_model.safetensors`` is removed (PEFT adds a README). ``manifest.version`` is set
+    here, to the version claimed.
+    """
+    root = home.adapters(team, user)
+    with _publish_lock(root):
+        for leftover in root.glob(f"{STAGING_PREFIX}*"):
+            shutil.rmtree(leftover, ignore_errors=True)  # from a publisher that crashed
+        taken = [version_number(e.name) for e in root.iterdir() if e.is_dir() and VERSION.match(e.name)]
+        version = f"v{max(taken, default=0) + 1}"
+        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{version}-", dir=root))
+        try:
+            write_adapter(staging)
+            for item in staging.iterdir():
+                if item.name not in ADAPTER_FILES:
+                    shutil.rmtree(item) if item.is_dir() else item.unlink()
+            missing = [name for name in ADAPTER_FILES if not (staging / name).is_file()]
+            if missing:
+                raise ArtifactError(f"the adapter writer did not produce {', '.join(missing)}")
+            stamped = manifest.model_copy(update={"version": version})
+            (staging / MANIFEST).write_text(stamped.model_dump_json(indent=2) + "\n", encoding="utf-8")
+            _fsync_tree(staging)
+            crash_point("publish:staged")
+            os.rename(staging, root / version)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        fsync_dir(root)
+        crash_point("publish:renamed")
+        with atomic_write(root / POINTER) as fh:
+            fh.write(version + "\n")
+        crash_point("publish:pointer")
+    return PublishedAdapter(version, root / version, stamped)

@@ -1,0 +1,241 @@
+"""The ``chat`` frontend: talk to a trained persona in the terminal.
+
+``doppelkit chat persona.user=maya`` resolves the persona among the adapters published under
+home (no workspace export needed), then:
+
+* on a terminal: a prompt, the reply streamed as it is generated (a persona that writes
+  several messages in a row shows each on its own line), ``/reset`` to start a new
+  conversation, ``/quit`` (or Ctrl-D) to leave;
+* when stdin is not a terminal: one message per input line and one reply block per line read
+  on stdout — each of the persona's messages as ``name: text``, then an empty line — so it can
+  be scripted and tested. Status lines go to stderr.
+
+The conversation is kept as a thread (you and the persona), so the formatter builds the prompt
+exactly as for a Slack thread, within its context budget.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterable, Iterator
+from typing import IO, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from doppelkit.interfaces import Engine, RunContext
+from doppelkit.models import Message, Persona, Thread
+
+QUIT = "/quit"
+RESET = "/reset"
+YOU_ID = "U0TERMINAL"  # the terminal user in the conversation thread
+CHANNEL_ID = "C0TERMINAL"
+NO_REPLY = "(no reply)"
+# The formatters' reply separator (``\n\n---\n\n``), matched as leniently as ``split_reply``.
+_SEPARATOR = re.compile(r"\n[ \t]*---[ \t]*\n")
+
+
+class ChatConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_name: str = Field(
+        "you", min_length=1, description="how you appear to the persona in the conversation"
+    )
+    channel_name: str = Field(
+        "chat", min_length=1, description="the channel name the persona's prompt mentions"
+    )
+    max_messages: int = Field(
+        100, ge=2, description="messages kept in the conversation (the formatter's budget also applies)"
+    )
+
+
+class Conversation:
+    """The terminal conversation as a growing thread."""
+
+    def __init__(self, persona: Persona, config: ChatConfig) -> None:
+        self.persona, self.config = persona, config
+        self.messages: list[Message] = []
+        self._clock = 0
+
+    def _next_ts(self) -> str:
+        self._clock += 1
+        return f"{self._clock}.000000"
+
+    def add(self, user: str, text: str) -> None:
+        self.messages.append(Message(ts=self._next_ts(), user=user, text=text))
+        del self.messages[: -self.config.max_messages]
+
+    def say(self, text: str) -> Thread:
+        """Add your message; the thread to reply to."""
+        self.add(YOU_ID, text)
+        return self.thread()
+
+    def heard(self, replies: Iterable[str]) -> None:
+        for reply in replies:
+            self.add(self.persona.id, reply)
+
+    def reset(self) -> None:
+        self.messages.clear()
+
+    def thread(self) -> Thread:
+        return Thread(
+            team=self.persona.team,
+            channel=CHANNEL_ID,
+            channel_name=self.config.channel_name,
+            ts=self.messages[0].ts if self.messages else "0.000000",
+            messages=list(self.messages),
+            user_labels={YOU_ID: self.config.user_name, self.persona.id: self.persona.label},
+        )
+
+
+class MessageStream:
+    """Turns streamed reply text into display pieces: text, and breaks between messages.
+
+    Holds back text from the last newline until it is clear it does not start a separator.
+    """
+
+    def __init__(self) -> None:
+        self.buffer = ""
+        self.started = False
+
+    def feed(self, chunk: str) -> Iterator[str | None]:
+        """Yields text to show, and ``None`` where a new message begins."""
+        self.buffer += chunk
+        while (match := _SEPARATOR.search(self.buffer)) is not None:
+            yield from self._text(self.buffer[: match.start()].rstrip())
+            if self.started:
+                yield None
+                self.started = False
+            self.buffer = self.buffer[match.end() :]
+        # A separator starts at a newline: hold back the last line and the whitespace before it.
+        cut = self.buffer.rfind("\n")
+        shown = self.buffer[:cut].rstrip() if cut >= 0 else self.buffer
+        yield from self._text(shown)
+        self.buffer = self.buffer[len(shown) :]
+
+    def close(self) -> Iterator[str | None]:
+        yield from self._text(self.buffer.rstrip())
+        self.buffer = ""
+
+    def _text(self, text: str) -> Iterator[str]:
+        if not self.started:
+            text = text.lstrip()
+        if text:
+            self.started = True
+            yield text
+
+
+class ChatFrontend:
+    """Terminal chat with one persona (``doppelkit chat persona.user=X``)."""
+
+    name: ClassVar[str] = "chat"
+    Config: ClassVar[type[ChatConfig]] = ChatConfig
+
+    def __init__(self, config: ChatConfig, context: RunContext) -> None:
+        self.config = config
+        self.context = context
+
+    def serve(self, engine: Engine) -> None:
+        from doppelkit_lora.published import find_published_persona
+
+        persona = find_published_persona(self.context.home, self.context.persona)
+        try:
+            if sys.stdin.isatty():
+                self.interactive(engine, persona)
+            else:
+                self.scripted(engine, persona, sys.stdin, sys.stdout)
+        finally:
+            close = getattr(engine, "close", None)  # the Engine protocol has no close; ours does
+            if callable(close):
+                close()
+
+    # --- piped: one reply block per line ---------------------------------------------------
+
+    def scripted(self, engine: Engine, persona: Persona, lines: Iterable[str], out: IO[str]) -> None:
+        """One reply block per non-empty input line; ``/reset`` and ``/quit`` work here too."""
+        conversation = Conversation(persona, self.config)
+        version = engine.current_version(persona.team, persona.id)
+        self.context.console.print(
+            f"chatting with {persona.label} ({persona.id}, adapter {version})", highlight=False
+        )
+        for raw in lines:
+            text = raw.strip()
+            if not text:
+                continue
+            if text == QUIT:
+                break
+            if text == RESET:
+                conversation.reset()
+                continue
+            replies = engine.reply(persona, conversation.say(text))
+            conversation.heard(replies)
+            for reply in replies or [NO_REPLY]:
+                out.write(f"{persona.label}: {reply}\n")
+            out.write("\n")
+            out.flush()
+
+    # --- terminal: prompt and streaming -----------------------------------------------------
+
+    def interactive(self, engine: Engine, persona: Persona) -> None:
+        from rich.console import Console
+        from rich.prompt import Prompt
+
+        console = Console()
+        version = engine.current_version(persona.team, persona.id)
+        console.print(
+            f"[bold]{persona.label}[/] ({persona.id}, adapter {version}) — "
+            f"type a message; [bold]{RESET}[/] starts over, [bold]{QUIT}[/] leaves.",
+            highlight=False,
+        )
+        conversation = Conversation(persona, self.config)
+        while True:
+            try:
+                text = Prompt.ask(f"[bold cyan]{self.config.user_name}[/]", console=console).strip()
+            except (EOFError, KeyboardInterrupt):
+                console.print()
+                return
+            if text == QUIT:
+                return
+            if text == RESET:
+                conversation.reset()
+                console.print("[dim](new conversation)[/]")
+                continue
+            if text:
+                self._stream_reply(console, engine, persona, conversation, text)
+
+    def _stream_reply(
+        self, console: Any, engine: Engine, persona: Persona, conversation: Conversation, text: str
+    ) -> None:
+        prefix = f"[bold magenta]{persona.label}[/]: "
+        shown = MessageStream()
+        pieces: list[str] = []
+        console.print(prefix, end="")
+        chunks = engine.stream(persona, conversation.say(text))
+        try:
+            for chunk in chunks:
+                pieces.append(chunk)
+                self._show(console, shown.feed(chunk), prefix)
+        except KeyboardInterrupt:  # stop this reply, keep chatting
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        self._show(console, shown.close(), prefix)
+        if not shown.started and not pieces:
+            console.print(f"[dim]{NO_REPLY}[/]", end="")
+        console.print()
+        conversation.heard(_split("".join(pieces)))
+
+    @staticmethod
+    def _show(console: Any, pieces: Iterable[str | None], prefix: str) -> None:
+        for piece in pieces:
+            if piece is None:
+                console.print()
+                console.print(prefix, end="")
+            else:
+                console.print(piece, end="", markup=False, highlight=False)
+
+
+def _split(text: str) -> list[str]:
+    from doppelkit.builtins.formatters.turns import split_reply
+
+    return split_reply(text)

@@ -1,0 +1,528 @@
+"""The serving engine: one base model per process, many persona adapters, batched replies.
+
+Design:
+
+* **One base, loaded once**, on the first request, from the base named in that persona's
+  adapter manifest (``base_model`` + ``model_revision``; for the tiny model its cache key). A
+  persona trained on another base is refused with a clear message rather than silently served
+  by the wrong model.
+* **Adapters on demand, LRU**: a persona's current version is attached to the base as a PEFT
+  adapter named ``<team>__<user>__<version>`` on first use; at most ``engine.max_resident`` stay
+  attached, the least recently used is deleted first. Base weights are never merged or touched.
+* **Always fresh**: before every batch each persona's ``CURRENT`` pointer and manifest are read
+  (cheap: two small files and a stat). A different version, creation time or weights file means
+  a retrain: the new version is attached and the old one deleted, so no reply started after a
+  publish is served by the previous adapter.
+* **One worker thread owns the model**. Callers (Slack handlers, the terminal) put requests in a
+  queue; the worker takes every request waiting (up to ``max_batch``, at most ``max_resident``
+  personas) and decodes them in one batch, each row with its own adapter (PEFT
+  ``adapter_names``). Each row streams its text as it is generated.
+* **Safety**: adapters are read from ``adapter_model.safetensors`` under home only
+  (:mod:`doppelkit_lora.adapter_files`); ``HF_HUB_OFFLINE=1`` is set when the engine is built;
+  team and user IDs are validated before any path is built from them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import inspect
+import queue
+import secrets
+import threading
+import time
+import warnings
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from doppelkit.builtins.formatters.turns import split_reply
+from doppelkit.errors import PersonaError, UserError
+from doppelkit.home import Home
+from doppelkit.interfaces import Formatter, RunContext
+from doppelkit.models import AdapterManifest, Persona, Thread, validate_safe_id
+from doppelkit.settings import EngineConfig, ModelConfig
+from doppelkit_lora import artifacts
+from doppelkit_lora.adapter_files import AdapterIdentity, checked_files, read_adapter, serve_offline
+from doppelkit_lora.decoding import Row, Sampling, decode
+from doppelkit_lora.generation import stop_token_ids
+from doppelkit_lora.reply_text import ReplyCutter
+
+DEFAULT_MAX_BATCH = 8
+
+
+class EngineClosedError(RuntimeError):
+    """The engine was closed while a request was waiting."""
+
+
+@dataclass
+class EngineStats:
+    """Counters the tests and the benchmark read (written by the worker thread only)."""
+
+    base_loads: int = 0
+    adapter_loads: int = 0
+    evictions: int = 0
+    batches: int = 0
+    mixed_batches: int = 0  # batches with rows for more than one persona
+    largest_batch: int = 0
+    generated_tokens: int = 0
+    base_load_seconds: float = 0.0
+    adapter_load_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=100))  # latest
+
+
+@dataclass(frozen=True)
+class Resident:
+    """An adapter attached to the base: which published version it is."""
+
+    name: str
+    identity: AdapterIdentity
+
+
+@dataclass
+class _Base:
+    model: Any  # the base model, then the PeftModel wrapping it once an adapter is attached
+    tokenizer: Any
+    identity: tuple[str, str | None]  # (base_model, model_revision) from the manifests
+    device: Any
+    stop_ids: frozenset[int]
+    pad_id: int
+    max_positions: int | None
+    wrapped: bool = False
+
+
+_END = object()
+
+
+class _Request:
+    """One reply being generated: the caller reads its chunks, the worker writes them."""
+
+    def __init__(self, persona: Persona, thread: Thread, bot_user_id: str | None, seed: int) -> None:
+        self.persona, self.thread, self.bot_user_id, self.seed = persona, thread, bot_user_id, seed
+        self.key = (persona.team, persona.id)
+        self.out: queue.Queue[Any] = queue.Queue()
+        self.cancelled = threading.Event()
+        self.version: str | None = None  # the adapter version that served it
+        self._ids: list[int] = []
+        self._emitted = ""
+        self._cutter = ReplyCutter()
+        self._decode: Callable[[list[int]], str] = lambda ids: ""
+        self._finished = False
+
+    def start(self, cutter: ReplyCutter, decode_ids: Callable[[list[int]], str], version: str) -> None:
+        self._cutter, self._decode, self.version = cutter, decode_ids, version
+
+    def chunks(self) -> Iterator[str]:
+        try:
+            while True:
+                item = self.out.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self.cancelled.set()  # the reader went away: stop generating for it
+
+    # --- worker side ----------------------------------------------------------------------
+
+    def on_token(self, token: int) -> bool:
+        self._ids.append(token)
+        cut = self._cutter.update(self._decode(self._ids))
+        self._emit(cut.text)
+        return cut.done or self.cancelled.is_set()
+
+    def on_done(self) -> None:
+        if not self._finished:
+            self._emit(self._cutter.update(self._decode(self._ids), finished=True).text)
+            self.finish()
+
+    def finish(self) -> None:
+        self._finished = True
+        self.out.put(_END)
+
+    def fail(self, exc: BaseException) -> None:
+        if not self._finished:
+            self._finished = True
+            self.out.put(exc)
+
+    def _emit(self, text: str) -> None:
+        # The cutter only ever extends what it showed; guard anyway so a stream never repeats.
+        if len(text) > len(self._emitted) and text.startswith(self._emitted):
+            self.out.put(text[len(self._emitted) :])
+            self._emitted = text
+
+
+class LoraEngine:
+    """Persona replies from one base model with LoRA adapters; implements ``Engine``."""
+
+    def __init__(
+        self,
+        home: Home,
+        formatter: Formatter,
+        config: EngineConfig | None = None,
+        model: ModelConfig | None = None,
+        *,
+        device: str | None = None,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        ignore_eos: bool = False,
+    ) -> None:
+        """``ignore_eos``: replies run to ``max_new_tokens`` (benchmarks compare equal work)."""
+        serve_offline()
+        self.ignore_eos = ignore_eos
+        self.home = home
+        self.formatter = formatter
+        self.config = config or EngineConfig()
+        self.model_config = model or ModelConfig()
+        self.sampling = Sampling.from_config(self.config)
+        self.max_batch = max(1, max_batch)
+        self.stats = EngineStats()
+        self._device = device
+        self._base: _Base | None = None
+        self._resident: OrderedDict[tuple[str, str], Resident] = OrderedDict()  # worker only
+        self._resident_names: tuple[str, ...] = ()  # a snapshot other threads may read
+        self._queue: queue.Queue[list[_Request] | None] = queue.Queue()  # None: close
+        self._pending: deque[_Request] = deque()  # taken from the queue, left for a later batch
+        self._start_lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        self._closed = False
+        self._split = getattr(formatter, "split_reply", split_reply)
+
+    @classmethod
+    def for_run(cls, context: RunContext, formatter: Formatter) -> LoraEngine:
+        """The engine for a configured run: ``engine.*`` and ``model.*`` from its settings."""
+        settings = getattr(context.settings, "settings", None)
+        return cls(
+            context.home,
+            formatter,
+            getattr(settings, "engine", None),
+            getattr(settings, "model", None),
+            device=getattr(context, "device", None),
+        )
+
+    # --- Engine protocol -----------------------------------------------------------------
+
+    def current_version(self, team: str, user: str) -> str | None:
+        published = self._published(team, user)
+        return published.version if published else None
+
+    def stream(self, persona: Persona, thread: Thread, *, bot_user_id: str | None = None) -> Iterator[str]:
+        """Text chunks of the reply as they are generated; closing the iterator cancels it."""
+        request = self._request(persona, thread, bot_user_id)
+        self._submit([request])
+        return request.chunks()
+
+    def reply(self, persona: Persona, thread: Thread, *, bot_user_id: str | None = None) -> list[str]:
+        """The whole reply, split into the messages the persona would post (maybe none)."""
+        text = "".join(self.stream(persona, thread, bot_user_id=bot_user_id))
+        return list(self._split(text))
+
+    def reply_many(self, requests: Sequence[tuple[Persona, Thread]]) -> list[list[str]]:
+        """Replies to several conversations, submitted together so they share batches."""
+        made = [self._request(persona, thread, None) for persona, thread in requests]
+        self._submit(made)
+        return [list(self._split("".join(request.chunks()))) for request in made]
+
+    def _request(self, persona: Persona, thread: Thread, bot_user_id: str | None) -> _Request:
+        if self._published(persona.team, persona.id) is None:
+            raise PersonaError(
+                f"{persona.label} ({persona.id}) has no trained adapter under {self.home.root}: "
+                f"run `doppelkit persona.user={persona.id}` first."
+            )
+        seed = self.config.seed if self.config.seed is not None else secrets.randbits(62)
+        return _Request(persona, thread, bot_user_id, seed)
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def resident(self) -> list[str]:
+        """Names of the attached adapters, least recently used first."""
+        return list(self._resident_names)
+
+    def close(self) -> None:
+        """Stop the worker; requests still waiting fail with :class:`EngineClosedError`."""
+        with self._start_lock:
+            already, self._closed = self._closed, True
+            worker = self._worker
+        if worker is not None and not already:
+            atexit.unregister(self.close)
+            self._queue.put(None)
+            worker.join(timeout=30)
+
+    def __enter__(self) -> LoraEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _submit(self, requests: list[_Request]) -> None:
+        """Queue requests as one item, so the worker sees all of them at once."""
+        with self._start_lock:
+            if self._closed:
+                raise EngineClosedError("the engine is closed")
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work, name="doppelkit-engine", daemon=True)
+                self._worker.start()
+                # Stop the worker before the interpreter tears torch down under it (which aborts
+                # the process) when a caller never closes the engine.
+                atexit.register(self.close)
+        self._queue.put(requests)
+
+    # --- worker --------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                break
+            self._serve(batch)
+        closed = EngineClosedError("the engine was closed before this reply was generated")
+        for item in [self._pending, *_drain(self._queue)]:
+            for request in item or []:
+                request.fail(closed)
+
+    def _next_batch(self) -> list[_Request] | None:
+        """The oldest request plus every waiting one that fits (``max_batch``, ``max_resident``)."""
+        if not self._pending:
+            item = self._queue.get()
+            if item is None:
+                return None
+            self._pending.extend(item)
+        stop = False
+        for item in _drain(self._queue):
+            if item is None:
+                stop = True
+            else:
+                self._pending.extend(item)
+        waiting = list(self._pending)
+        self._pending.clear()
+        batch: list[_Request] = []
+        personas: set[tuple[str, str]] = set()
+        for request in waiting:
+            fits = request.key in personas or len(personas) < self.config.max_resident
+            if len(batch) < self.max_batch and fits:
+                batch.append(request)
+                personas.add(request.key)
+            else:
+                self._pending.append(request)
+        if stop:
+            self._queue.put(None)  # honour the close after this batch
+        return batch
+
+    def _serve(self, batch: list[_Request]) -> None:
+        rows: list[Row] = []
+        served: list[_Request] = []
+        names: dict[tuple[str, str], str] = {}  # one version per persona within a batch
+        for request in batch:
+            if request.cancelled.is_set():
+                request.finish()
+                continue
+            try:
+                name = names.get(request.key) or self._attach_current(request.persona, set(names.values()))
+                names[request.key] = name
+                rows.append(self._row(request, name))
+                served.append(request)
+            except Exception as exc:  # this request's problem (persona gone, bad adapter): only it fails
+                request.fail(exc)
+        if not rows:
+            return
+        base = self._base
+        assert base is not None
+        self.stats.batches += 1
+        self.stats.largest_batch = max(self.stats.largest_batch, len(rows))
+        if len({row.adapter for row in rows}) > 1:
+            self.stats.mixed_batches += 1
+        try:
+            decode(
+                base.model,
+                rows,
+                pad_id=base.pad_id,
+                stop_ids=base.stop_ids,
+                device=base.device,
+                max_positions=base.max_positions,
+            )
+        except Exception as exc:
+            for request in served:
+                request.fail(exc)
+        self._evict(pinned=set())
+
+    def _row(self, request: _Request, adapter: str) -> Row:
+        base = self._base
+        assert base is not None
+        persona, thread = request.persona, request.thread
+        messages = _conversation(self.formatter, thread, persona, request.bot_user_id)
+        prompt = self.formatter.render_prompt(messages, base.tokenizer)
+        prompt_ids = list(base.tokenizer.encode(prompt, add_special_tokens=False))
+        cutter = ReplyCutter(
+            self.config.stop, _other_speakers(thread, persona, request.bot_user_id), persona.label
+        )
+        tokenizer = base.tokenizer
+
+        def decode_ids(ids: list[int]) -> str:
+            return str(tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False))
+
+        version = self._resident[request.key].identity.version
+        request.start(cutter, decode_ids, version)
+
+        def on_token(token: int) -> bool:
+            self.stats.generated_tokens += 1  # counted before the caller can see the reply end
+            return request.on_token(token)
+
+        return Row(prompt_ids, adapter, self.sampling, request.seed, on_token, request.on_done)
+
+    # --- adapters ------------------------------------------------------------------------
+
+    def _published(self, team: str, user: str) -> artifacts.PublishedAdapter | None:
+        validate_safe_id(team, "team")
+        validate_safe_id(user, "user")
+        return artifacts.current_version(self.home, team, user)
+
+    def _attach_current(self, persona: Persona, pinned: set[str]) -> str:
+        """The adapter name serving ``persona``'s current version, attaching it if needed."""
+        published = self._published(persona.team, persona.id)
+        if published is None:
+            raise PersonaError(f"{persona.label} ({persona.id}) has no trained adapter any more")
+        files = checked_files(self.home, published)
+        key = (persona.team, persona.id)
+        resident = self._resident.get(key)
+        if resident is not None and resident.identity == files.identity:
+            self._resident.move_to_end(key)
+            self._resident_names = tuple(r.name for r in self._resident.values())
+            return resident.name
+        base = self._ensure_base(published.manifest)
+        started = time.perf_counter()
+        config, weights = read_adapter(files, base.device)
+        name = self._adapter_name(persona, published.version)
+        self._attach(base, name, config, weights)
+        self.stats.adapter_loads += 1
+        self.stats.adapter_load_seconds.append(time.perf_counter() - started)
+        if resident is not None:  # a retrain: the old version goes at once
+            self._detach(resident.name)
+        self._resident[key] = Resident(name, files.identity)
+        self._resident.move_to_end(key)
+        self._evict(pinned | {name})
+        self._resident_names = tuple(r.name for r in self._resident.values())
+        return name
+
+    def _adapter_name(self, persona: Persona, version: str) -> str:
+        # PEFT keeps adapters in ModuleDicts: no dots in names. A counter keeps names unique
+        # in the rare case two IDs differ only by '.' vs '_'.
+        name = f"{persona.team}__{persona.id}__{version}".replace(".", "_")
+        taken = {r.name for r in self._resident.values()}
+        candidate, n = name, 1
+        while candidate in taken:
+            n += 1
+            candidate = f"{name}__{n}"
+        return candidate
+
+    def _attach(self, base: _Base, name: str, config: Any, weights: dict[str, Any]) -> None:
+        from peft import get_peft_model, set_peft_model_state_dict
+
+        if not base.wrapped:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                base.model = get_peft_model(base.model, config, adapter_name=name)
+            base.wrapped = True
+        else:
+            base.model.add_adapter(name, config)
+        result = set_peft_model_state_dict(base.model, weights, adapter_name=name)
+        unexpected = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
+        if unexpected:
+            self._detach(name)
+            raise UserError(
+                f"adapter {name} does not fit the base model ({len(unexpected)} unexpected weights, e.g. "
+                f"{unexpected[0]}); was it trained on another base?"
+            )
+        base.model.eval()
+
+    def _detach(self, name: str) -> None:
+        base = self._base
+        assert base is not None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "adapter X was active, which is now deleted"
+            base.model.delete_adapter(name)
+
+    def _evict(self, pinned: set[str]) -> None:
+        while len(self._resident) > self.config.max_resident:
+            victim = next((k for k, r in self._resident.items() if r.name not in pinned), None)
+            if victim is None:
+                return
+            self._detach(self._resident.pop(victim).name)
+            self.stats.evictions += 1
+        self._resident_names = tuple(r.name for r in self._resident.values())
+
+    # --- the base model ------------------------------------------------------------------
+
+    def _ensure_base(self, manifest: AdapterManifest) -> _Base:
+        wanted = (manifest.base_model, manifest.model_revision)
+        if self._base is not None:
+            if self._base.identity != wanted:
+                serving = _describe_base(self._base.identity)
+                raise UserError(
+                    f"{manifest.persona_name} ({manifest.persona_id}) was trained on base model "
+                    f"{_describe_base(wanted)}, but this engine serves {serving}; "
+                    "retrain the persona on the current base, or serve it from another process."
+                )
+            return self._base
+        import torch
+        from transformers.utils import logging as hf_logging
+
+        from doppelkit_lora.loading import base_location, load_pretrained
+
+        device = self._device or ("cuda" if torch.cuda.is_available() else "cpu")
+        location, revision = base_location(self.home, manifest.base_model, manifest.model_revision)
+        model_config = self.model_config.model_copy(
+            update={"name": manifest.base_model, "revision": revision}
+        )
+        started = time.perf_counter()
+        hf_logging.disable_progress_bar()  # a serving log is no place for download/load bars
+        model, tokenizer, _dtype = load_pretrained(location, model_config, device, revision)
+        model.eval()
+        self.stats.base_loads += 1
+        self.stats.base_load_seconds = time.perf_counter() - started
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self._base = _Base(
+            model=model,
+            tokenizer=tokenizer,
+            identity=wanted,
+            device=torch.device(device),
+            stop_ids=frozenset() if self.ignore_eos else stop_token_ids(tokenizer),
+            pad_id=int(pad or 0),
+            max_positions=getattr(model.config, "max_position_embeddings", None),
+        )
+        return self._base
+
+
+def build_engine(context: RunContext, formatter: Formatter) -> LoraEngine:
+    """What ``LoraTrainer.engine`` returns: the engine configured by the run."""
+    return LoraEngine.for_run(context, formatter)
+
+
+def _describe_base(identity: tuple[str, str | None]) -> str:
+    name, revision = identity
+    return f"{name}@{revision}" if revision else name
+
+
+def _drain(source: queue.Queue[Any]) -> list[Any]:
+    items = []
+    while True:
+        try:
+            items.append(source.get_nowait())
+        except queue.Empty:
+            return items
+
+
+def _conversation(formatter: Formatter, thread: Thread, persona: Persona, bot_user_id: str | None) -> Any:
+    """``formatter.conversation``, passing ``bot_user_id`` to formatters that take it."""
+    if bot_user_id is not None and "bot_user_id" in inspect.signature(formatter.conversation).parameters:
+        return formatter.conversation(thread, persona, bot_user_id=bot_user_id)
+    return formatter.conversation(thread, persona)
+
+
+def _other_speakers(thread: Thread, persona: Persona, bot_user_id: str | None) -> set[str]:
+    """Names the persona must not start speaking as (the people in the thread but them)."""
+    me = {persona.id, bot_user_id}
+    names = {label for uid, label in thread.user_labels.items() if uid not in me}
+    names |= {
+        m.user for m in thread.messages if m.user and m.user not in me and m.user not in thread.user_labels
+    }
+    names.discard(persona.label)
+    return names

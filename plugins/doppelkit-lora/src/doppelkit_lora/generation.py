@@ -1,0 +1,78 @@
+"""One reply from a model as it is (base, or with its active adapter): the persona report's
+samples during training. Serving uses :mod:`doppelkit_lora.engine`; both share the decoding
+loop (:mod:`doppelkit_lora.decoding`) and the reply cutting (:mod:`doppelkit_lora.reply_text`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from doppelkit.models import ChatMessage
+from doppelkit_lora.decoding import Row, Sampling, decode
+from doppelkit_lora.reply_text import ReplyCutter
+
+
+def stop_token_ids(tokenizer: Any) -> frozenset[int]:
+    """Tokens that end a reply: EOS and every other special token (role markers, BOS, pad).
+
+    A chat reply never contains one, and a model that emits one (``<|user|>``,
+    ``<|start_header_id|>``) is starting another turn. Added tokens marked special count too:
+    ``all_special_ids`` lists only the named ones.
+    """
+    unk = getattr(tokenizer, "unk_token_id", None)
+    ids = {int(i) for i in getattr(tokenizer, "all_special_ids", []) if i != unk}
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    ids |= {int(i) for i, token in added.items() if getattr(token, "special", False) and i != unk}
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    return frozenset(ids)
+
+
+def generate_reply(
+    model: Any,
+    tokenizer: Any,
+    formatter: Any,
+    prompt: Sequence[ChatMessage],
+    *,
+    max_new_tokens: int = 64,
+    temperature: float = 0.7,
+    max_prompt_tokens: int | None = None,
+    top_p: float = 0.95,
+    top_k: int = 50,
+    repetition_penalty: float = 1.1,
+) -> str:
+    """The reply text to ``prompt`` (chat messages), rendered by ``formatter`` as in training.
+
+    Sampling follows torch's global random state (``torch.manual_seed`` before the call makes
+    it repeatable).
+    """
+    import torch
+
+    text = formatter.render_prompt(list(prompt), tokenizer)
+    ids = list(tokenizer.encode(text, add_special_tokens=False))
+    if max_prompt_tokens is not None:
+        ids = ids[-max_prompt_tokens:]
+    sampling = Sampling(
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        repetition_penalty=repetition_penalty,
+        max_new_tokens=max_new_tokens,
+    )
+    seed = int(torch.randint(0, 2**62, (1,)))
+    row = Row(ids, None, sampling, seed, on_token=lambda _token: False, on_done=lambda: None)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        decode(model, [row], pad_id=_pad_id(tokenizer), stop_ids=stop_token_ids(tokenizer), device=device)
+    finally:
+        model.train(was_training)
+    reply = tokenizer.decode(row.generated, skip_special_tokens=True)
+    return ReplyCutter().update(reply, finished=True).text
+
+
+def _pad_id(tokenizer: Any) -> int:
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return int(pad if pad is not None else 0)

@@ -1,0 +1,218 @@
+"""``model=tiny``: a small Llama-architecture model and tokenizer built here, downloading nothing.
+
+The tokenizer (byte-level BPE) is trained on the workspace's own text and the base model is
+briefly pretrained on it (plain text, every person), so generations are readable words of this
+team and a persona adapter has something to specialise. The result is cached under
+``home/cache/tiny/<key>`` where ``key`` hashes the corpus, the tiny config and this builder's
+version: the same workspace and config reuse the same base; anything else builds a new one.
+The key is recorded in each adapter manifest (``model_revision``) so an engine can load
+exactly the base an adapter was trained on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from doppelkit.home import Home, fsync_dir, write_json
+from doppelkit.settings import TinyModelConfig
+from doppelkit_lora.progress import progress_bar
+
+BUILDER_VERSION = 1  # bump when the build recipe changes, so old caches are not reused
+TINY_NAME = "tiny"
+BOS, EOS, PAD = "<|bos|>", "<|end|>", "<|pad|>"
+ROLE_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>")
+SPECIAL_TOKENS = (PAD, BOS, EOS, *ROLE_TOKENS)
+# Each turn is "<|role|>\n{content}<|end|>\n"; the generation prompt is "<|assistant|>\n", so a
+# prompt is always a prefix of the full conversation (what the chat formatter relies on).
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>\n' + message['content'] + '<|end|>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+)
+BLOCK_LEN = 256  # pretraining window (tokens)
+MARKER = "tiny.json"
+
+
+@dataclass(frozen=True)
+class TinyBase:
+    path: Path
+    key: str
+    built: bool  # False when reused from the cache
+
+
+def tiny_config(config: TinyModelConfig | None) -> TinyModelConfig:
+    return config if config is not None else TinyModelConfig()
+
+
+def cache_key(texts: Sequence[str], config: TinyModelConfig) -> str:
+    digest = hashlib.sha256()
+    digest.update(f"tiny-builder-v{BUILDER_VERSION}\n".encode())
+    digest.update(config.model_dump_json().encode())
+    for text in texts:
+        digest.update(b"\x00" + text.encode())
+    return digest.hexdigest()[:20]
+
+
+def tiny_dir(home: Home, key: str) -> Path:
+    """Where the tiny base with this key lives (the engine's way back to an adapter's base)."""
+    if not key.isalnum():
+        raise ValueError(f"invalid tiny model key {key!r}")
+    return home.cache / "tiny" / key
+
+
+def is_built(path: Path) -> bool:
+    return (path / MARKER).is_file()
+
+
+def ensure_tiny_base(
+    home: Home,
+    config: TinyModelConfig | None,
+    texts: Sequence[str],
+    device: str = "cpu",
+    console: Any = None,
+) -> TinyBase:
+    """The cached tiny base for this corpus and config, building it (atomically) if needed."""
+    config = tiny_config(config)
+    if not texts:
+        raise ValueError("the tiny model needs some text to learn from; the dataset has none")
+    key = cache_key(texts, config)
+    final = tiny_dir(home, key)
+    if is_built(final):
+        return TinyBase(final, key, built=False)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own progress bar covers the build
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
+    try:
+        tokenizer = train_tokenizer(texts, config)
+        tokenizer.save_pretrained(staging)
+        model = build_model(tokenizer, config)
+        stats = pretrain(model, tokenizer, texts, config, device, console)
+        model.save_pretrained(staging, safe_serialization=True)
+        write_json(
+            staging / MARKER, {"key": key, "config": config.model_dump(), "texts": len(texts), **stats}
+        )
+        for item in staging.iterdir():
+            _fsync_file(item)
+        fsync_dir(staging)
+        try:
+            os.rename(staging, final)
+        except OSError:
+            if not is_built(final):  # not a concurrent build that finished first
+                raise
+        fsync_dir(final.parent)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return TinyBase(final, key, built=True)
+
+
+def _fsync_file(path: Path) -> None:
+    with path.open("rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def train_tokenizer(texts: Sequence[str], config: TinyModelConfig) -> Any:
+    """A byte-level BPE tokenizer (any text encodes) with eos/pad and a chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=config.vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        min_frequency=2,
+        show_progress=False,
+    )
+    core.train_from_iterator(texts, trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=PAD,
+        model_max_length=config.max_position_embeddings,
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_model(tokenizer: Any, config: TinyModelConfig) -> Any:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(config.seed)
+    model_config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads,
+        num_key_value_heads=config.num_key_value_heads,
+        max_position_embeddings=config.max_position_embeddings,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    return LlamaForCausalLM(model_config)
+
+
+def pretrain(
+    model: Any, tokenizer: Any, texts: Sequence[str], config: TinyModelConfig, device: str, console: Any
+) -> dict[str, Any]:
+    """Brief causal-LM pretraining on the texts, each ended by eos, as random windows."""
+    import torch
+    import torch.nn.functional as F
+
+    stream: list[int] = []
+    order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(config.seed)).tolist()
+    for i in order:
+        stream.extend(tokenizer(texts[i], add_special_tokens=False)["input_ids"])
+        stream.append(tokenizer.eos_token_id)
+    block = min(BLOCK_LEN, config.max_position_embeddings, len(stream) - 1)
+    data = torch.tensor(stream, dtype=torch.long)
+    steps = config.pretrain_steps
+    if steps == 0 or block < 2:
+        return {"pretrain_steps": 0, "tokens": len(stream)}
+    model.to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.pretrain_learning_rate, weight_decay=0.01)
+    warmup = max(1, steps // 20)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))),
+    )
+    generator = torch.Generator().manual_seed(config.seed)
+    loss_value = float("nan")
+    progress = progress_bar(console, "building the tiny base model")
+    with progress:
+        task = progress.add_task("pretrain", total=steps, loss=float("nan"), extra="")
+        for _ in range(steps):
+            starts = torch.randint(0, len(stream) - block, (config.pretrain_batch_size,), generator=generator)
+            windows = torch.stack([data[s : s + block + 1] for s in starts.tolist()]).to(device)
+            logits = model(input_ids=windows[:, :-1], use_cache=False).logits
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), windows[:, 1:].flatten())
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            loss_value = loss.item()
+            progress.update(task, advance=1, loss=loss_value)
+    model.to("cpu").eval()
+    return {"pretrain_steps": steps, "tokens": len(stream), "final_loss": round(loss_value, 4)}
+
+
+def tokenizer_info(path: Path) -> dict[str, Any]:
+    return json.loads((path / MARKER).read_text(encoding="utf-8"))

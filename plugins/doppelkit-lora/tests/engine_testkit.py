@@ -1,0 +1,152 @@
+"""Helpers of the engine and chat-frontend tests: a tiny base and persona adapters in seconds.
+
+The base is a randomly initialised tiny Llama (the tiny builder's ``build_model``) with a
+*word-level* tokenizer, stored where the tiny builder caches its models: every token decodes
+to a whole word, so even a random model's replies are comparable text (a byte-level tokenizer
+would make most of them U+FFFD). Adapters are random LoRA weights (``init_lora_weights=False``)
+published through the trainer's own artifact API, so the engine reads exactly the layout
+training produces. Each seed gives different weights, so personas' greedy replies differ.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+from doppelkit.home import Home
+from doppelkit.models import AdapterManifest, Message, Persona, Thread, User
+from doppelkit.settings import EngineConfig, TinyModelConfig
+from doppelkit_lora import artifacts
+from doppelkit_lora.tiny import (
+    BOS,
+    CHAT_TEMPLATE,
+    EOS,
+    MARKER,
+    PAD,
+    SPECIAL_TOKENS,
+    TINY_NAME,
+    TinyBase,
+    build_model,
+    tiny_dir,
+)
+
+TEAM = "T0TEST"
+MAYA = Persona(team=TEAM, user=User(id="U0MAYA", display_name="maya"))
+ERIK = Persona(team=TEAM, user=User(id="U0ERIK", display_name="erik"))
+JO = Persona(team=TEAM, user=User(id="U0JO", display_name="jo"))
+ANN = "U0ANN"
+
+CORPUS = [
+    "did the deploy go out? yep shipped it this morning, all green so far",
+    "can someone review my PR? on it, give me ten minutes and I'll leave comments",
+    "why is CI red again? flaky test again, I'll rerun it",
+    "lunch at noon? sure, see you at the usual place",
+    "the staging db is slow today, probably the nightly backfill hogging it",
+    "who owns the billing service? that's me, what do you need?",
+] * 3
+
+BASE_KEY = "enginetest"
+UNK = "<|unk|>"
+
+# Smaller than the trainer's test model: engine tests only need distinct, deterministic output.
+ENGINE_TINY = TinyModelConfig(
+    vocab_size=300,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    num_key_value_heads=1,
+    max_position_embeddings=256,
+    pretrain_steps=60,
+    pretrain_batch_size=4,
+)
+
+GREEDY = EngineConfig(max_resident=2, temperature=0.0, repetition_penalty=1.0, max_new_tokens=12)
+
+
+def build_tiny_base(home: Home) -> TinyBase:
+    """A random tiny base with a word-level tokenizer, where the engine looks for tiny bases."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = sorted({word for text in CORPUS for word in text.split()} | {"Ann:", "maya:", "erik:"})
+    vocab = {token: i for i, token in enumerate([UNK, *words])}
+    core = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    core.add_special_tokens(list(SPECIAL_TOKENS))
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    path = tiny_dir(home, BASE_KEY)
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(path)
+    build_model(tokenizer, ENGINE_TINY).save_pretrained(path, safe_serialization=True)
+    (path / MARKER).write_text(json.dumps({"key": BASE_KEY}), encoding="utf-8")
+    return TinyBase(path, BASE_KEY, built=True)
+
+
+def publish_random_adapter(
+    home: Home, base: TinyBase, persona: Persona, seed: int, rank: int = 4
+) -> artifacts.PublishedAdapter:
+    """A new version of ``persona``'s adapter with random LoRA weights (seeded)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base.path)
+    torch.manual_seed(seed)
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=rank,
+        target_modules=["q_proj", "v_proj", "o_proj"],
+        init_lora_weights=False,
+        task_type="CAUSAL_LM",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # transformers' deprecation notices inside peft
+        peft_model = get_peft_model(model, config)
+    manifest = AdapterManifest(
+        version="v0",
+        team=persona.team,
+        persona_id=persona.id,
+        persona_name=persona.label,
+        base_model=TINY_NAME,
+        model_revision=base.key,
+        trainer="lora",
+        formatter="chat",
+        template_hash="test",
+        dataset_hash=f"seed-{seed}",
+        doppelkit_version="test",
+    )
+    return artifacts.publish(
+        home,
+        persona.team,
+        persona.id,
+        lambda directory: peft_model.save_pretrained(str(directory), safe_serialization=True),
+        manifest,
+    )
+
+
+def thread(text: str, *, persona: Persona = MAYA) -> Thread:
+    """A one-message thread: Ann asks the persona something."""
+    return Thread(
+        team=persona.team,
+        channel="C0GENERAL",
+        channel_name="general",
+        ts="100.000000",
+        messages=[Message(ts="100.000000", user=ANN, text=text)],
+        user_labels={ANN: "Ann"},
+    )
+
+
+def adapter_dir(home: Home, persona: Persona, version: str) -> Path:
+    return home.adapters(persona.team, persona.id) / version
+
+
+def chat_formatter(context: Any) -> Any:
+    from doppelkit.builtins.formatters import ChatFormatter
+
+    return ChatFormatter(ChatFormatter.Config(), context)
