@@ -20,8 +20,16 @@ $(STAMP): pyproject.toml constraints.txt plugins/*/pyproject.toml examples/*/pyp
 
 install: $(STAMP)
 
+DEMO_HOME    ?= .doppelkit-demo
+DEMO_PERSONA ?= maya
+
+# The main job on the embedded default: the bundled sample workspace, the tiny model, CPU.
+# Then a few lines piped into the terminal chat to show the trained persona answering.
 demo: $(STAMP)
-	$(BIN)/doppelkit persona.user=$${DEMO_PERSONA:-maya} home=$${DOPPELKIT_HOME:-.doppelkit-demo}
+	$(BIN)/doppelkit persona.user=$(DEMO_PERSONA) home=$(DEMO_HOME)
+	printf '%s\n' "hey, how is the billing page coming along?" \
+	  "anyone up for lunch today?" "can you review my PR before the deploy?" \
+	  | $(BIN)/doppelkit chat persona.user=$(DEMO_PERSONA) home=$(DEMO_HOME)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -34,7 +42,8 @@ test: lint typecheck
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
-	$(BIN)/pytest benchmarks -q --benchmark-enable -p no:cacheprovider
+	$(BIN)/pytest benchmarks -q -s --benchmark-enable -p no:cacheprovider
+	$(BIN)/python benchmarks/bench_train.py
 
 clean:
 	rm -rf $(VENV) build dist .doppelkit-demo

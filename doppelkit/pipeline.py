@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,9 +263,9 @@ def train(run: RunConfig, context: RunContext, ingested: IngestResult | None = N
 
 
 def print_train_result(result: TrainResult, console: Console) -> None:
+    """Where the adapter is; the trainer prints its own (persona) report while it runs."""
     console.print(f"[bold green]published[/] {result.version}: {result.adapter_dir}")
-    if result.metrics:
-        console.print_json(json.dumps(result.metrics, default=str))
+    console.print(f"metrics and provenance: {result.adapter_dir / 'manifest.json'}")
 
 
 def run_pipeline(run: RunConfig, context: RunContext) -> TrainResult:
