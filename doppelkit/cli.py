@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -122,6 +123,41 @@ def _hydra_overrides(argv: Sequence[str]) -> list[str]:
     return list(args.overrides or [])
 
 
+_OVERRIDE = re.compile(r"^(?P<key>[+~]{0,2}[\w.@/:-]+)=(?P<value>.+)$", re.DOTALL)
+
+
+def quote_literal_values(args: Sequence[str]) -> list[str]:
+    """Quote override values Hydra's grammar cannot read unquoted, taking them literally.
+
+    Hydra's lexer refuses many characters in an unquoted value (accents, emoji, ``☕``), so
+    ``persona.user=Zoë`` or ``source.path=~/Téléchargements/export.zip`` would fail to parse.
+    An override that does not parse as typed but parses as ``key='value'`` to that very string
+    is passed on quoted; everything else goes to Hydra untouched (its errors stay its own).
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    overrides = set(_hydra_overrides(args))
+    parser = OverridesParser.create()
+    out: list[str] = []
+    for arg in args:
+        match = _OVERRIDE.match(arg) if arg in overrides else None
+        if match and "${" not in match["value"]:
+            try:
+                parser.parse_override(arg)
+            except HydraException:
+                for quote in ("'", '"'):
+                    quoted = f"{match['key']}={quote}{match['value']}{quote}"
+                    try:
+                        if parser.parse_override(quoted).value() == match["value"]:
+                            arg = quoted
+                            break
+                    except HydraException:
+                        continue
+        out.append(arg)
+    return out
+
+
 class _Task:
     """Hydra's task function for one verb; records whether Hydra got as far as calling it."""
 
@@ -179,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         fail(exc, getattr(exc, "exit_code", 1))
         return
     if not {"--help", "-h", "--hydra-help"} & set(args):
+        args = quote_literal_values(args)
         check_component_overrides(_hydra_overrides(args), registries)
 
     import hydra

@@ -46,6 +46,9 @@ CONTENT_SUBTYPES = frozenset(
     {"thread_broadcast", "reply_broadcast", "me_message", "file_share", "bot_message", "slackbot_response"}
 )
 BOT_SUBTYPES = frozenset({"bot_message", "slackbot_response"})
+# Legacy names, stored as today's so formatters see one name: older exports call a reply also
+# sent to the channel ``reply_broadcast``.
+SUBTYPE_ALIASES = {"reply_broadcast": "thread_broadcast"}
 SLACKBOT = "USLACKBOT"  # users.json lists Slackbot with is_bot: false
 
 M = TypeVar("M", bound=BaseModel)
@@ -152,6 +155,91 @@ def _bot_text(raw: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+_STYLE_MARKS = (("code", "`"), ("bold", "*"), ("italic", "_"), ("strike", "~"))
+
+
+def _inline_text(elements: Any) -> str:
+    """Rich-text inline elements (``text``, ``user``, ``link``, ``emoji``, …) as mrkdwn."""
+    out: list[str] = []
+    for element in elements if isinstance(elements, list) else ():
+        if not isinstance(element, dict):
+            continue
+        kind = element.get("type")
+        if kind == "text":
+            text = _escape(str(element.get("text") or ""))
+            style = element.get("style")
+            if text.strip() and isinstance(style, dict):
+                for key, mark in _STYLE_MARKS:
+                    if style.get(key):
+                        text = f"{mark}{text}{mark}"
+            out.append(text)
+        elif kind == "user" and element.get("user_id"):
+            out.append(f"<@{element['user_id']}>")
+        elif kind == "channel" and element.get("channel_id"):
+            out.append(f"<#{element['channel_id']}>")
+        elif kind == "usergroup" and element.get("usergroup_id"):
+            out.append(f"<!subteam^{element['usergroup_id']}>")
+        elif kind == "broadcast" and element.get("range"):
+            out.append(f"<!{element['range']}>")
+        elif kind == "link" and element.get("url"):
+            url, label = _escape(str(element["url"])), element.get("text")
+            out.append(f"<{url}|{_escape(label)}>" if isinstance(label, str) and label else f"<{url}>")
+        elif kind == "emoji" and element.get("name"):
+            tone = element.get("skin_tone")
+            out.append(f":{element['name']}:" + (f":skin-tone-{tone}:" if tone else ""))
+        elif kind == "date":
+            out.append(_escape(str(element.get("fallback") or "")))
+        elif kind == "color" and element.get("value"):
+            out.append(_escape(str(element["value"])))
+    return "".join(out)
+
+
+def _rich_text(elements: Any) -> list[str]:
+    """The parts of a ``rich_text`` block: sections, code blocks, quotes and lists."""
+    parts: list[str] = []
+    for element in elements if isinstance(elements, list) else ():
+        if not isinstance(element, dict):
+            continue
+        kind, inner = element.get("type"), element.get("elements")
+        if kind == "rich_text_section":
+            parts.append(_inline_text(inner))
+        elif kind == "rich_text_preformatted":
+            parts.append(f"```{_inline_text(inner)}```")
+        elif kind == "rich_text_quote":
+            parts.append("\n".join("&gt; " + line for line in _inline_text(inner).split("\n")))
+        elif kind == "rich_text_list":
+            indent = "    " * int(element.get("indent") or 0)
+            ordered = element.get("style") == "ordered"
+            items = [_inline_text(item.get("elements")) for item in inner or () if isinstance(item, dict)]
+            parts.append(
+                "\n".join(f"{indent}{f'{n}.' if ordered else '•'} {item}" for n, item in enumerate(items, 1))
+            )
+    return parts
+
+
+def _blocks_text(raw: dict[str, Any]) -> str:
+    """The words of a message whose ``text`` is empty but whose ``blocks`` hold them (rich text
+    from newer clients, Workflow Builder), as the mrkdwn Slack would have put in ``text``."""
+    parts: list[str] = []
+    for block in raw.get("blocks") or ():
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind == "rich_text":
+            parts.extend(_rich_text(block.get("elements")))
+        elif kind in ("section", "header") and isinstance(block.get("text"), dict):
+            parts.append(str(block["text"].get("text") or ""))
+        elif kind == "context":
+            for element in block.get("elements") or ():
+                if isinstance(element, dict) and isinstance(element.get("text"), str):
+                    parts.append(element["text"])
+    return "\n".join(part.strip("\n") for part in parts if part.strip())
+
+
 def _bot_name(raw: dict[str, Any], known: Mapping[str, str], bot_id: str) -> str | None:
     profile = raw.get("bot_profile")
     for name in (
@@ -181,11 +269,17 @@ def assemble_threads(
     same ``ts``, e.g. a ``thread_broadcast`` exported in the channel and the thread) is kept
     once, in its thread. Threads are returned sorted by root ``ts``.
 
-    ``bot_users`` are user IDs that are bots (``is_bot`` in users.json); ``bot_names`` maps bot
-    IDs (``B…``) to names, used for the threads' ``user_labels`` along with the messages' own
-    ``username``/``bot_profile``. System subtypes and hidden messages are counted in ``report``.
+    ``bot_users`` are user IDs that are bots (``is_bot`` in users.json; Slackbot always is);
+    ``bot_names`` maps bot IDs (``B…``) to names, used for the threads' ``user_labels`` along
+    with the messages' own ``username``/``bot_profile``. System subtypes and hidden messages
+    are counted in ``report``. A message whose ``text`` is empty but whose rich-text ``blocks``
+    hold words gets its text rebuilt from them (:func:`_blocks_text`); ``reply_broadcast`` is
+    stored as ``thread_broadcast``.
     """
     known_bots = bot_names or {}
+    # Slackbot is a bot whether or not users.json (or users.list) lists it, and it is listed
+    # with is_bot: false when it is.
+    bot_users = frozenset(bot_users) | {SLACKBOT}
     drops: Counter[str] = Counter()
     # ts → (numeric ts, thread root ts, message). Raw records become small Messages as they
     # stream in, so a channel's parsed JSON is never held all at once. This loop runs once per
@@ -229,6 +323,8 @@ def assemble_threads(
         text = raw.get("text")
         if text.__class__ is not str:
             text = "" if text is None else str(text)
+        if not text and "blocks" in raw:
+            text = _blocks_text(raw)
         if not text and is_bot:
             text = _bot_text(raw)
         thread_ts = raw.get("thread_ts")
@@ -244,7 +340,7 @@ def assemble_threads(
                 "user": user,
                 "text": text,
                 "is_bot": is_bot,
-                "subtype": subtype if subtype.__class__ is str else None,
+                "subtype": SUBTYPE_ALIASES.get(subtype, subtype) if subtype.__class__ is str else None,
                 "thread_ts": thread_ts,
                 "edited": "edited" in raw,
                 "files": len(files) if files.__class__ is list else 0,
