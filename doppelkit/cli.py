@@ -200,7 +200,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     verb = args.pop(0) if args and args[0] in VERBS else "run"
     if verb == "plugins":
-        sys.exit(plugins_command(args))
+        try:
+            sys.exit(plugins_command(args))
+        except DoppelkitError as exc:  # a broken or conflicting plugin: say which, no traceback
+            fail(exc, getattr(exc, "exit_code", 1))
     if verb == "chat" and not any(a.startswith(("frontend=", "+frontend=")) for a in args):
         args.append("frontend=chat")
 

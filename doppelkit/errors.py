@@ -53,10 +53,15 @@ class PluginConflictError(DoppelkitError):
 
     def __init__(self, kind: str, name: str, first: str, second: str) -> None:
         self.kind, self.name, self.first, self.second = kind, name, first, second
+        blockable = second if not second.startswith("doppelkit.") else first
         super().__init__(
             f"Two plugins register a {kind} named {name!r}: {first} and {second}. "
-            f"Uninstall one, or block one with DOPPELKIT_BLOCK_PLUGINS={second}."
+            f"Uninstall one, or block one with DOPPELKIT_BLOCK_PLUGINS={blockable}."
         )
+
+
+class InvalidPluginError(DoppelkitError, TypeError):
+    """A plugin registered something that is not a valid component of its kind."""
 
 
 class MissingDependencyError(UserError):

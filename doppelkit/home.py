@@ -7,10 +7,11 @@ name can never become a path.
 Layout::
 
     home/
-      datasets/<team>/<user>/dataset.jsonl, dataset.eval.jsonl, report.json
+      datasets/<team>/<user>/dataset.jsonl, dataset.eval.jsonl, dataset.report.json
       adapters/<team>/<user>/v1/ v2/ … CURRENT          (published persona adapters)
       state/                                            (scrape checkpoints, persona store)
       cache/                                            (tiny model, tokenizers, …)
+        corpus/<team>/<sha256 prefix>.jsonl             (workspace text written by ingest)
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ class Home:
     @property
     def cache(self) -> Path:
         return self._under("cache")
+
+    def corpus(self, team: str) -> Path:
+        """Where ``ingest`` writes the team's workspace corpus (:mod:`doppelkit.corpus`)."""
+        return self._under("cache", "corpus", validate_safe_id(team, "team"))
 
     def contains(self, path: Path) -> bool:
         """True if ``path`` resolves inside home (symlinks followed)."""

@@ -67,6 +67,8 @@ def find_user(query: str, users: list[User]) -> User:
 
 def resolve_persona(selector: PersonaSelector, workspace: Workspace) -> Persona:
     """Resolve the configured persona in ``workspace``; bots can never be a persona."""
+    if not selector.user and workspace.default_persona:
+        selector = selector.model_copy(update={"user": workspace.default_persona})
     if not selector.user:
         people = [u for u in workspace.users if not u.is_bot and not u.deleted][:8]
         listed = "; ".join(_describe(u) for u in people)

@@ -8,7 +8,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from doppelkit.errors import PluginConflictError, UnknownComponentError
+from doppelkit.errors import InvalidPluginError, PluginConflictError, UnknownComponentError
 from doppelkit.interfaces import KINDS
 
 C = TypeVar("C")
@@ -62,7 +62,7 @@ class Registry(Generic[C]):
         if missing:
             problems.append("methods " + ", ".join(missing))
         if problems:
-            raise TypeError(
+            raise InvalidPluginError(
                 f"{plugin} registered {component!r} as a {self.kind}, but it lacks " + "; ".join(problems)
             )
         assert isinstance(name, str)
@@ -92,8 +92,18 @@ class Registry(Generic[C]):
         return len(self._items)
 
 
+# First-party components announced but not released yet: say so instead of sending users to
+# an install that cannot succeed.
+UNRELEASED_EXTRAS = frozenset({"modal"})
+
+
 def unknown_hint(kind: str, name: str) -> str:
     extra = FIRST_PARTY_EXTRAS.get((kind, name))
+    if extra in UNRELEASED_EXTRAS:
+        return (
+            f'{name!r} is not released yet; it will ship as pip install "doppelkit[{extra}]". '
+            "Until then leave out +backend to run locally."
+        )
     if extra:
         return f'{name!r} is provided by an optional extra: pip install "doppelkit[{extra}]"'
     return ""

@@ -96,3 +96,21 @@ def test_validate_writes_nothing(tmp_path: Path) -> None:
     result = run_cli(["validate", f"home={tmp_path / 'home'}"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_plugins_conflict_is_named_without_traceback(monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    from doppelkit import cli, hookimpl, plugins
+    from doppelkit.builtins.backends import LocalBackend
+
+    class Clash:
+        @hookimpl
+        def register_backends(self, register):  # type: ignore[no-untyped-def]
+            register(LocalBackend)
+
+    pm = plugins.get_plugin_manager(load_entrypoints=False, plugins=[Clash()])
+    monkeypatch.setattr(plugins, "default_plugin_manager", lambda: pm)
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["plugins"])
+    assert exited.value.code == 1
+    err = capsys.readouterr().err
+    assert "Two plugins register a backend named 'local'" in err and "Traceback" not in err

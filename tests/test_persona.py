@@ -39,3 +39,9 @@ def test_bots_are_never_personas() -> None:
 def test_missing_persona_lists_people() -> None:
     with pytest.raises(PersonaError, match="No persona chosen.*U1"):
         resolve_persona(PersonaSelector(), WS)
+
+
+def test_a_demo_workspace_may_name_a_default_persona() -> None:
+    demo = WS.model_copy(update={"default_persona": "U1"})
+    assert resolve_persona(PersonaSelector(), demo).id == "U1"
+    assert resolve_persona(PersonaSelector(user="U2"), demo).id == "U2"

@@ -48,8 +48,8 @@ class LocalBackend:
             return "cuda" if cuda_available() else "cpu"
         if self.config.device == "cuda" and not cuda_available():
             raise UserError(
-                "backend.device=cuda, but no CUDA GPU is visible to PyTorch "
-                "(torch.cuda.is_available() is False). Use backend.device=auto or cpu."
+                "a CUDA GPU was asked for (+backend=cuda or backend.device=cuda), but PyTorch sees "
+                "none (torch.cuda.is_available() is False). Leave out +backend to run on the CPU."
             )
         return self.config.device
 

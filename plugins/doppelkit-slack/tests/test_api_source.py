@@ -20,7 +20,6 @@ from doppelkit.errors import ConfigError, UserError
 from doppelkit.interfaces import RunContext
 from doppelkit.models import DatasetReport, Thread
 from doppelkit.pipeline import ingest
-from doppelkit.plugins import build_registries, get_plugin_manager
 from doppelkit.settings import Settings
 from doppelkit.testing import run_cli
 from doppelkit.testing.contracts import SourceContract
@@ -37,7 +36,6 @@ SAMPLE_LIMITS: dict[str, Any] = {
     "max_page_size": 15,
     "rate_limits": {"conversations.replies": (80, 0.25), "conversations.history": (15, 0.25)},
 }
-HAS_CHAT_FORMATTER = "chat" in build_registries(get_plugin_manager(load_entrypoints=False)).of("formatter")
 
 
 def api_source(slack: FakeSlack, context: RunContext, **options: Any) -> SlackApiSource:
@@ -110,7 +108,6 @@ def test_scraping_the_sample_under_limits_yields_the_export_sources_threads(
     assert not scrape_dir(run_context).exists(), "raw messages are deleted once the scrape is consumed"
 
 
-@pytest.mark.skipif(not HAS_CHAT_FORMATTER, reason="the chat formatter is not registered yet")
 def test_ingest_writes_the_same_examples_from_either_source(
     run_context: RunContext, sample_slack: FakeSlack, tmp_path: Path
 ) -> None:
@@ -384,7 +381,6 @@ def test_the_thread_stream_includes_replies_from_later_days(
         assert sum(m.text == "reply b, also in channel" for m in threads[ROOT].messages) == 1
 
 
-@pytest.mark.skipif(not HAS_CHAT_FORMATTER, reason="the chat formatter is not registered yet")
 def test_doppelkit_ingest_source_slack_end_to_end(tmp_path: Path) -> None:
     with FakeSlack.from_export(SAMPLE_WORKSPACE, max_page_size=15) as slack:
         out = tmp_path / "out" / "maya.jsonl"

@@ -6,17 +6,11 @@ import json
 import zipfile
 from pathlib import Path
 
-import pytest
 from slack_export_builders import USERS, message, user, write_export, zip_dir
 
-from doppelkit.plugins import build_registries, get_plugin_manager
 from doppelkit.testing import run_cli
 from doppelkit_slack.export import SAMPLE_WORKSPACE
 
-pytestmark = pytest.mark.skipif(
-    "chat" not in build_registries(get_plugin_manager(load_entrypoints=False)).of("formatter"),
-    reason="the chat formatter is not registered yet",
-)
 # Only this distribution's plugins: the test does not depend on other plugins' state.
 ENV = {"DOPPELKIT_LOAD_PLUGINS": "slack"}
 

@@ -38,6 +38,7 @@ from doppelkit_slack.reader import (
 )
 
 SAMPLE_WORKSPACE = Path(__file__).resolve().parent / "sample"
+SAMPLE_PERSONA = "U0MAYA0001"  # maya, the sample's most prolific writer (see sample_workspace.py)
 
 # Subtypes that carry something a person (or bot) said. Every other subtype is a system event
 # (joins, leaves, topic/purpose/name changes, pins, reminders, deleted-message tombstones, …)
@@ -500,7 +501,9 @@ class SlackExportSource:
     def workspace(self) -> Workspace:
         with self.open() as export:
             users = self._users(export)
-            return Workspace(team=self._team(export, users), users=users)
+            # The bundled sample names its demo persona, so a bare `doppelkit` just runs.
+            default = SAMPLE_PERSONA if self.config.path is None else None
+            return Workspace(team=self._team(export, users), users=users, default_persona=default)
 
     def threads(self, report: DatasetReport) -> Iterator[Thread]:
         with self.open() as export:
