@@ -58,6 +58,9 @@ class Workspace(_Model):
     team: str
     name: str = ""
     users: list[User] = Field(default_factory=list)
+    # Who to imitate when ``persona.user`` is not set; only a bundled demo workspace sets it,
+    # so a bare ``doppelkit`` runs the newcomer's job. Real workspaces leave it empty.
+    default_persona: str | None = None
 
     @field_validator("team")
     @classmethod
@@ -184,6 +187,9 @@ class DatasetReport(_Model):
     dataset_path: str = ""
     eval_path: str = ""
     dataset_sha256: str = ""
+    # The team's workspace corpus written in the same pass (doppelkit.corpus); "" when none.
+    corpus_path: str = ""
+    corpus_sha256: str = ""
     created: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     def drop(self, reason: str, n: int = 1) -> None:
