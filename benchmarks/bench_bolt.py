@@ -1,6 +1,6 @@
 """Slack bot ack latency under a busy engine, and one post per event under retries.
 
-The real Bolt app serves over HTTP (uvicorn on a loopback port) against a fake Web API. Signed
+The real Bolt app serves over HTTP (uvicorn on a loopback port) against FakeSlack. Signed
 ``app_mention`` requests arrive at a steady rate (open loop: a request is sent on schedule
 whatever the previous one is doing) while the engine is slower than the arrival rate, so
 generation is busy for the whole run. A quarter of the events are also redelivered three times
@@ -30,7 +30,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "doppelkit-slack" / "tests"))
 
-from bolt_support import BOT_USER, SECRET, TEAM, WebApiStub, default_members, start_bot, stop_bot
+from bolt_support import (
+    BOT_USER,
+    SECRET,
+    TEAM,
+    fake_slack,
+    start_bot,
+    stop_bot,
+    store_event_message,
+    wait_for_posts,
+)
 
 from doppelkit.testing.fakes import EchoEngine
 from doppelkit_slack.testing_events import EventSender, app_mention
@@ -60,7 +69,7 @@ def open_loop(send: Any, count: int, rate: float, pool: ThreadPoolExecutor) -> l
 
 
 def run(rate: float = RATE_PER_S, duration: float = DURATION_S) -> dict[str, Any]:
-    stub = WebApiStub(users=default_members()).start()
+    stub = fake_slack()
     tmp = tempfile.TemporaryDirectory()
     engine = EchoEngine(versions={(TEAM, "U_ANN"): "v1"}, delay=ENGINE_DELAY_S)
     bot = start_bot(Path(tmp.name), stub, engine, reply_workers=2)
@@ -79,6 +88,7 @@ def run(rate: float = RATE_PER_S, duration: float = DURATION_S) -> dict[str, Any
                     f"<@{BOT_USER}> question {i}", user="U_BOB", channel="C0001", ts=ts, team=TEAM
                 )
                 event_id = f"EvBENCH{i:06d}"
+                store_event_message(stub, event)  # Slack has the message before it sends the event
                 retries = []
                 if i % RETRIED_SHARE == 0:
                     retries = [
@@ -92,7 +102,7 @@ def run(rate: float = RATE_PER_S, duration: float = DURATION_S) -> dict[str, Any
             acks = open_loop(mention, count, rate, pool)
         queued_at_end = len(bot.runtime.parts.replier.pending)
         bot.runtime.wait_idle(timeout=60)
-        stub.wait_for_posts(count + 1, timeout=30)
+        wait_for_posts(stub, count + 1, timeout=30)
         time.sleep(0.5)
         posts = len(stub.posts) - 1  # minus the warm-up mention
     finally:

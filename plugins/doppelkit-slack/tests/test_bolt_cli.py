@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -12,19 +13,31 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from bolt_support import BOT_USER, SECRET, TEAM, TOKEN, WebApiStub, running_stub
+from bolt_support import (
+    BOT_USER,
+    CHANNEL,
+    SECRET,
+    TEAM,
+    TOKEN,
+    fake_slack,
+    store_event_message,
+    wait_for_posts,
+)
 
 from doppelkit.errors import UserError
 from doppelkit.testing.fakes import EchoEngine
-from doppelkit.testing.helpers import make_context
+from doppelkit.testing.helpers import make_context, run_cli
 from doppelkit_slack.bolt import BoltFrontend
 from doppelkit_slack.bolt.frontend import BoltConfig
+from doppelkit_slack.bolt.server import listening_socket
+from doppelkit_slack.testing import FakeSlack
 from doppelkit_slack.testing_events import EventSender, app_mention
 
 
 @pytest.fixture
-def slack() -> Iterator[WebApiStub]:
-    yield from running_stub()
+def slack() -> Iterator[FakeSlack]:
+    with fake_slack() as fake:
+        yield fake
 
 
 def serve(home: Path, *args: str, env: dict[str, str]) -> subprocess.Popen[str]:
@@ -37,7 +50,7 @@ def serve(home: Path, *args: str, env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
-def test_http_mode_from_the_command_line(tmp_path: Path, slack: WebApiStub) -> None:
+def test_http_mode_from_the_command_line(tmp_path: Path, slack: FakeSlack) -> None:
     process = serve(
         tmp_path / "home",
         "frontend.mode=http",
@@ -58,13 +71,14 @@ def test_http_mode_from_the_command_line(tmp_path: Path, slack: WebApiStub) -> N
         url = re.search(r"listening on (\S+)", line).group(1)  # type: ignore[union-attr]
         sender = EventSender(url, SECRET)
         event = app_mention(
-            f"<@{BOT_USER}> hi", user="U_BOB", channel="C0001", ts="1700000000.000100", team=TEAM
+            f"<@{BOT_USER}> hi", user="U_BOB", channel=CHANNEL, ts="1700000000.000100", team=TEAM
         )
+        store_event_message(slack, event)
         assert sender.send_event(event, team=TEAM).status == 200
         assert sender.send_event(event, team=TEAM, signature="v0=" + "f" * 64).status == 401
-        [post] = slack.wait_for_posts(1, timeout=20)
+        [post] = wait_for_posts(slack, 1, timeout=20)
         # No adapter under this home: the persona exists but says it is untrained (not silence).
-        assert post["thread_ts"] == "1700000000.000100" and "no trained model yet" in post["text"]
+        assert post.thread_ts == "1700000000.000100" and "no trained model yet" in post.text
     finally:
         process.terminate()
         _, err = process.communicate(timeout=20)
@@ -85,3 +99,47 @@ def test_missing_secrets_are_a_clear_usage_error(
     with pytest.raises(UserError, match=f"{missing} is not set") as raised:
         frontend.serve(EchoEngine())
     assert "secret-value" not in str(raised.value)
+
+
+def test_a_busy_port_is_a_usage_error_naming_host_and_port(tmp_path: Path, slack: FakeSlack) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_cli(
+            [
+                "serve",
+                "frontend=bolt",
+                "frontend.mode=http",
+                f"frontend.port={port}",
+                f"frontend.api_url={slack.url}",
+                "persona.user=U_ANN",
+            ],
+            env={
+                "DOPPELKIT_HOME": str(tmp_path / "home"),
+                "SLACK_BOT_TOKEN": TOKEN,
+                "SLACK_SIGNING_SECRET": SECRET,
+            },
+            timeout=120,
+        )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    message = " ".join(result.stderr.split())
+    assert f"127.0.0.1:{port}" in message and "already in use" in message and "frontend.port" in message
+
+
+def test_a_failed_bind_closes_its_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    closed: list[socket.socket] = []
+
+    class Tracked(socket.socket):
+        def close(self) -> None:
+            closed.append(self)
+            super().close()
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        monkeypatch.setattr(socket, "socket", Tracked)
+        with pytest.raises(UserError, match="cannot listen on 127.0.0.1"):
+            listening_socket("127.0.0.1", busy.getsockname()[1])
+    assert len(closed) == 1 and closed[0].fileno() == -1

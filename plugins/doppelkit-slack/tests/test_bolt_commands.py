@@ -3,23 +3,26 @@ status, forget, help."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from bolt_support import TEAM, Bot, WebApiStub, running_stub, start_bot, stop_bot, wait_until
+from bolt_support import TEAM, Bot, fake_slack, start_bot, stop_bot, wait_for_posts, wait_until
 
 from doppelkit.errors import UserError
 from doppelkit.models import Persona
 from doppelkit.testing.fakes import EchoEngine
 from doppelkit_slack.store import FAILED, TRAINED
+from doppelkit_slack.testing import FakeSlack
 
 
 @pytest.fixture
-def slack() -> Iterator[WebApiStub]:
-    yield from running_stub()
+def slack() -> Iterator[FakeSlack]:
+    with fake_slack() as fake:
+        yield fake
 
 
 class FakeSteps:
@@ -48,7 +51,7 @@ def engine() -> EchoEngine:
 
 
 @pytest.fixture
-def bot(tmp_path: Path, slack: WebApiStub, engine: EchoEngine) -> Iterator[Bot]:
+def bot(tmp_path: Path, slack: FakeSlack, engine: EchoEngine) -> Iterator[Bot]:
     made = start_bot(tmp_path, slack, engine, persona=None)
     yield made
     stop_bot(made)
@@ -90,18 +93,18 @@ def test_typos_get_suggestions_and_bots_are_refused(bot: Bot) -> None:
 def test_train_runs_in_the_background_and_reports_progress(bot: Bot, engine: EchoEngine) -> None:
     steps = FakeSteps(engine)
     use_steps(bot, steps)
-    reply = command(bot, "train <@U_BOB|bob>", channel="C0042")
+    reply = command(bot, "train <@U_BOB|bob>", channel="C0001")
     assert reply.startswith("Started training Bob")
     store = bot.runtime.parts.store
     assert wait_until(lambda: (r := store.get(TEAM, "U_BOB")) is not None and r.state == TRAINED)
     bot.runtime.training.join(5)
-    texts = [p["text"] for p in bot.slack.wait_for_posts(3)]
+    texts = [p.text for p in wait_for_posts(bot.slack, 3)]
     assert texts == [
         "Reading Bob's messages…",
         "Training Bob on 42 examples… this can take a while.",
         "Bob is ready (v1). Mention me to talk to them.",
     ]
-    assert {p["channel"] for p in bot.slack.posts} == {"C0042"}
+    assert {p.channel for p in bot.slack.posts} == {"C0001"}
     assert store.active_user(TEAM) == "U_BOB"  # the first trained persona becomes active
     assert "Bob (U_BOB): trained, v1 — *active*" in command(bot, "list")
 
@@ -122,11 +125,11 @@ def test_a_failed_train_is_recorded_and_reported(bot: Bot, engine: EchoEngine) -
     bot.runtime.training.join(5)
     record = bot.runtime.parts.store.get(TEAM, "U_BOB")
     assert record is not None and record.state == FAILED and "no usable messages" in (record.error or "")
-    assert bot.slack.wait_for_posts(2)[-1]["text"] == "Training Bob failed: Bob has no usable messages"
+    assert wait_for_posts(bot.slack, 2)[-1].text == "Training Bob failed: Bob has no usable messages"
     assert "failed" in command(bot, "status Bob")
 
 
-def test_the_persona_limit_is_enforced(tmp_path: Path, slack: WebApiStub, engine: EchoEngine) -> None:
+def test_the_persona_limit_is_enforced(tmp_path: Path, slack: FakeSlack, engine: EchoEngine) -> None:
     bot = start_bot(tmp_path, slack, engine, persona=None, persona_limit=1)
     try:
         use_steps(bot, FakeSteps(engine))
@@ -142,8 +145,8 @@ def test_switch_needs_a_trained_persona_and_changes_who_answers(bot: Bot) -> Non
     assert command(bot, "switch Ann") == "Now answering as Ann (v1)."
     assert "Answering as: Ann" in command(bot, "status")
     bot.mention()
-    [post] = bot.slack.wait_for_posts(1)
-    assert post["username"] == "Ann-bot"
+    [post] = wait_for_posts(bot.slack, 1)
+    assert post.username == "Ann-bot"
 
 
 def test_forget_deletes_files_under_home_and_store_rows(bot: Bot, tmp_path: Path) -> None:
@@ -168,6 +171,39 @@ def test_forget_deletes_files_under_home_and_store_rows(bot: Bot, tmp_path: Path
     command(bot, "forget Bob")
     assert not other.is_symlink() and (outside / "keep").is_file()
     assert command(bot, "forget Bob") == "There was nothing to forget about Bob."
+
+
+def _touch(*paths: Path) -> None:
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+
+
+def test_forget_deletes_training_checkpoints_and_keeps_team_data_while_others_remain(
+    bot: Bot, engine: EchoEngine
+) -> None:
+    home = bot.runtime.parts.home
+    engine.versions[(TEAM, "U_BOB")] = "v1"
+    checkpoint = home.state / "checkpoints" / TEAM / "U_ANN" / "run1" / "step-0000002" / "state.json"
+    corpus = home.cache / "corpus" / TEAM / "abc.jsonl"
+    tiny = home.cache / "tiny" / "base1"
+    scrape = home.state / "scrape" / TEAM / "plan.json"
+    _touch(
+        checkpoint,
+        corpus,
+        tiny / "model.safetensors",
+        scrape,
+        home.datasets(TEAM, "U_ANN") / "dataset.jsonl",
+        home.datasets(TEAM, "U_BOB") / "dataset.jsonl",
+    )
+    (tiny / "tiny.json").write_text(json.dumps({"team": TEAM}))
+    assert "training checkpoints" in command(bot, "forget Ann")
+    assert not (home.state / "checkpoints" / TEAM / "U_ANN").exists()
+    assert corpus.exists() and tiny.exists() and scrape.exists(), "Bob's persona still needs them"
+
+    reply = command(bot, "forget Bob")  # the last persona: the team-wide data goes too
+    assert "workspace corpus" in reply and "tiny base" in reply and "unfinished scrape" in reply
+    assert not corpus.exists() and not tiny.exists() and not scrape.exists()
 
 
 def test_list_when_empty(bot: Bot, engine: EchoEngine) -> None:

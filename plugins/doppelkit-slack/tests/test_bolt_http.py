@@ -1,7 +1,8 @@
 """End to end: the real Bolt app over HTTP (uvicorn on port 0) against a fake Web API.
 
 Signed events go in through :class:`EventSender`; what the bot posts is read back from the
-fake. The engine is a deterministic :class:`EchoEngine` (no model).
+fake. The Web API is :class:`~doppelkit_slack.testing.FakeSlack`; the engine is a deterministic
+:class:`EchoEngine` (no model).
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ import pytest
 from bolt_support import (
     BOT_USER,
     CHANNEL,
+    DM,
     ROOT_TS,
     TEAM,
     Bot,
-    WebApiStub,
+    fake_slack,
     replies,
-    running_stub,
     start_bot,
     stop_bot,
     wait_until,
@@ -33,33 +34,32 @@ from doppelkit.testing.fakes import EchoEngine
 from doppelkit.testing.helpers import make_context
 from doppelkit_slack.bolt import BoltFrontend
 from doppelkit_slack.bolt.frontend import BoltConfig
+from doppelkit_slack.testing import FakeSlack
 from doppelkit_slack.testing_events import app_mention, channel_message, event_envelope
 
 
 @pytest.fixture
-def slack() -> Iterator[WebApiStub]:
-    yield from running_stub()
+def slack() -> Iterator[FakeSlack]:
+    with fake_slack() as fake:
+        yield fake
 
 
 @pytest.fixture
-def bot(tmp_path: Path, slack: WebApiStub) -> Iterator[Bot]:
+def bot(tmp_path: Path, slack: FakeSlack) -> Iterator[Bot]:
     made = start_bot(tmp_path, slack, EchoEngine(versions={(TEAM, "U_ANN"): "v1"}))
     yield made
     stop_bot(made)
 
 
 def test_a_signed_mention_gets_exactly_one_threaded_reply_from_the_persona(bot: Bot) -> None:
-    bot.slack.threads[(CHANNEL, ROOT_TS)] = [
-        {"ts": ROOT_TS, "user": "U_BOB", "text": f"<@{BOT_USER}> how are you?"},
-    ]
     response = bot.mention()
     assert response.status == 200
     [post] = replies(bot)
-    assert post["channel"] == CHANNEL and post["thread_ts"] == ROOT_TS
-    assert post["username"] == "Ann-bot"
-    assert post["text"].startswith("Ann says:")
+    assert post.channel == CHANNEL and post.thread_ts == ROOT_TS
+    assert post.username == "Ann-bot"
+    assert post.text.startswith("Ann says:")
     # The echoed mention is neutralised: no raw <@…> sequence can ping anyone.
-    assert "<@" not in post["text"] and "&lt;@" in post["text"]
+    assert "<@" not in post.text and "&lt;@" in post.text
     [call] = bot.engine.calls
     assert call.persona.id == "U_ANN" and call.bot_user_id == BOT_USER
     assert [m.ts for m in call.thread.messages] == [ROOT_TS]
@@ -95,8 +95,8 @@ def test_app_mention_and_message_double_delivery_gets_one_post(bot: Bot) -> None
     text = f"<@{BOT_USER}> hi"
     mention = app_mention(text, user="U_BOB", channel=CHANNEL, ts=ROOT_TS, team=TEAM)
     message = channel_message(text, user="U_BOB", channel=CHANNEL, ts=ROOT_TS, team=TEAM)
-    assert bot.sender.send_event(message, team=TEAM).status == 200
-    assert bot.sender.send_event(mention, team=TEAM).status == 200
+    assert bot.send(message).status == 200
+    assert bot.send(mention).status == 200
     assert len(replies(bot)) == 1
 
 
@@ -108,16 +108,14 @@ def test_a_direct_message_gets_a_reply_and_plain_channel_chatter_does_not(bot: B
         f"<@{BOT_USER}> loop?", user="U_X", channel=CHANNEL, ts="1700000002.000100", team=TEAM
     )
     from_bot["bot_id"] = "BOTHER"
-    dm = channel_message(
-        "hello you", user="U_BOB", channel="D0001", ts="1700000003.000100", channel_type="im"
-    )
+    dm = channel_message("hello you", user="U_BOB", channel=DM, ts="1700000003.000100", channel_type="im")
     for event in (chatter, from_bot, dm):
-        assert bot.sender.send_event(event, team=TEAM).status == 200
+        assert bot.send(event).status == 200
     [post] = replies(bot)
-    assert post["channel"] == "D0001" and post["text"] == "Ann says: hello you"
+    assert post.channel == DM and post.text == "Ann says: hello you"
 
 
-def test_acks_do_not_wait_for_a_slow_engine(tmp_path: Path, slack: WebApiStub) -> None:
+def test_acks_do_not_wait_for_a_slow_engine(tmp_path: Path, slack: FakeSlack) -> None:
     slow = start_bot(tmp_path, slack, EchoEngine(versions={(TEAM, "U_ANN"): "v1"}, delay=1.5))
     try:
         slow.mention(ts="1700000000.000001")  # warms Bolt's one-time auth.test
@@ -199,31 +197,31 @@ def test_unknown_paths_and_health(bot: Bot) -> None:
 # --- no persona, long threads, API faults -----------------------------------------------------------
 
 
-def test_a_mention_with_no_trained_persona_gets_a_helpful_reply(tmp_path: Path, slack: WebApiStub) -> None:
+def test_a_mention_with_no_trained_persona_gets_a_helpful_reply(tmp_path: Path, slack: FakeSlack) -> None:
     untrained = start_bot(tmp_path, slack, EchoEngine(), persona=None)
     try:
         untrained.mention()
         [post] = replies(untrained)
-        assert "/doppel train" in post["text"] and post["thread_ts"] == ROOT_TS
+        assert "/doppel train" in post.text and post.thread_ts == ROOT_TS
         assert untrained.engine.calls == []
     finally:
         untrained.server.stop()
         untrained.runtime.close()
 
 
-def test_the_active_persona_without_a_model_says_so(tmp_path: Path, slack: WebApiStub) -> None:
+def test_the_active_persona_without_a_model_says_so(tmp_path: Path, slack: FakeSlack) -> None:
     untrained = start_bot(tmp_path, slack, EchoEngine(), persona="U_ANN")
     try:
         untrained.mention()
         [post] = replies(untrained)
-        assert "no trained model" in post["text"] and "Ann" in post["text"]
+        assert "no trained model" in post.text and "Ann" in post.text
     finally:
         untrained.server.stop()
         untrained.runtime.close()
 
 
 def test_a_10000_character_thread_is_cut_to_the_formatters_context_budget(
-    tmp_path: Path, slack: WebApiStub
+    tmp_path: Path, slack: FakeSlack
 ) -> None:
     from doppelkit.builtins.formatters.chat import ChatFormatter
 
@@ -247,7 +245,10 @@ def test_a_10000_character_thread_is_cut_to_the_formatters_context_budget(
         ]
         last_ts = thread[-1]["ts"]
         thread[-1]["text"] = f"<@{BOT_USER}> what do you think?"
-        slack.threads[(CHANNEL, thread[0]["ts"])] = thread
+        for message in thread:
+            slack.workspace.add_message(
+                CHANNEL, {**message, **({"thread_ts": thread[0]["ts"]} if message is not thread[0] else {})}
+            )
         assert sum(len(m["text"]) for m in thread) > 9_000
         event = app_mention(
             thread[-1]["text"],
@@ -259,7 +260,7 @@ def test_a_10000_character_thread_is_cut_to_the_formatters_context_budget(
         )
         bot.sender.send_event(event, team=TEAM)
         [post] = replies(bot)
-        assert post["thread_ts"] == thread[0]["ts"]
+        assert post.thread_ts == thread[0]["ts"]
         [prompt] = prompts
         budget = formatter.config.max_context_chars
         context_chars = sum(len(m.content) for m in prompt if m.role != "system")
@@ -272,26 +273,27 @@ def test_a_10000_character_thread_is_cut_to_the_formatters_context_budget(
 
 
 def test_rate_limits_while_replying_are_retried(bot: Bot) -> None:
-    bot.slack.faults["chat.postMessage"] = [(429, 0), (503, None)]
+    bot.slack.inject_fault("chat.postMessage", "ratelimited", retry_after=0)
+    bot.slack.inject_fault("chat.postMessage", status=503, nth=2)
     bot.mention()
     [post] = replies(bot)
-    assert post["username"] == "Ann-bot"
-    assert bot.slack.calls.count("chat.postMessage") == 3
+    assert post.username == "Ann-bot"
+    assert bot.slack.count("chat.postMessage") == 3
 
 
 def test_persistent_server_errors_give_up_cleanly_and_the_bot_keeps_working(bot: Bot) -> None:
-    bot.slack.faults["chat.postMessage"] = [(500, None)] * 3  # first try + 2 retries
+    bot.slack.inject_fault("chat.postMessage", status=500, times=3)  # first try + 2 retries
     bot.mention()
-    assert wait_until(lambda: bot.slack.calls.count("chat.postMessage") == 3)
+    assert wait_until(lambda: bot.slack.count("chat.postMessage") == 3)
     bot.runtime.wait_idle()
     assert bot.slack.posts == []
     bot.mention("still there?", ts="1700000009.000100")
     [post] = replies(bot)
-    assert post["text"].endswith("still there?")
+    assert post.text.endswith("still there?")
 
 
 def test_long_and_multi_message_replies_are_split_and_posted_in_order(
-    tmp_path: Path, slack: WebApiStub
+    tmp_path: Path, slack: FakeSlack
 ) -> None:
     long = " ".join(["word"] * 2500)  # ~12,500 characters
     engine = EchoEngine(versions={(TEAM, "U_ANN"): "v1"}, messages=["first", long, "last <!channel> @here"])
@@ -299,24 +301,79 @@ def test_long_and_multi_message_replies_are_split_and_posted_in_order(
     try:
         bot.mention()
         posts = replies(bot, n=6)
-        texts = [p["text"] for p in posts]
+        texts = [p.text for p in posts]
         assert texts[0] == "first" and texts[-1].startswith("last")
         assert all(len(t) <= 4000 for t in texts)
         assert " ".join(texts[1:-1]).split() == long.split()
         assert "<!channel>" not in texts[-1] and "&lt;!channel&gt;" in texts[-1]
         assert "@here" not in texts[-1]  # a word joiner keeps it from pinging
-        assert {p["thread_ts"] for p in posts} == {ROOT_TS}
+        assert {p.thread_ts for p in posts} == {ROOT_TS}
     finally:
         bot.server.stop()
         bot.runtime.close()
 
 
-def test_uninstall_deletes_the_workspace_data(bot: Bot) -> None:
-    store = bot.runtime.parts.store
-    store.upsert_trained(TEAM, "U_ANN", "Ann", "v1")
-    store.set_active(TEAM, "U_ANN")
-    assert bot.sender.send_event({"type": "app_uninstalled"}, team=TEAM).status == 200
-    assert store.list(TEAM) == [] and store.active_user(TEAM) is None
+def test_a_dropped_connection_while_replying_is_retried(bot: Bot) -> None:
+    # slack_sdk's own connection-error retry must survive next to the 429/5xx handlers.
+    bot.slack.inject_fault("chat.postMessage", "drop")
+    bot.mention()
+    [post] = replies(bot)
+    assert post.username == "Ann-bot" and bot.slack.count("chat.postMessage") == 2
+
+
+def test_a_sub_second_api_timeout_is_kept(tmp_path: Path, slack: FakeSlack) -> None:
+    bot = start_bot(tmp_path, slack, EchoEngine(), api_timeout=0.5)
+    try:
+        assert bot.runtime.client.timeout == 0.5  # int(0.5) == 0 would mean no timeout at all
+    finally:
+        stop_bot(bot)
+
+
+def test_stopping_the_bot_stops_its_worker_threads(tmp_path: Path, slack: FakeSlack) -> None:
+    before = set(threading.enumerate())
+    bot = start_bot(tmp_path, slack, EchoEngine(versions={(TEAM, "U_ANN"): "v1"}))
+    bot.mention()
+    replies(bot)
+    stop_bot(bot)
+
+    def leftovers() -> list[str]:
+        return [t.name for t in set(threading.enumerate()) - before if t.is_alive()]
+
+    assert wait_until(lambda: not leftovers()), leftovers()
+
+
+def _mention_in_thread(bot: Bot, text: str) -> str:
+    ts = bot.slack.workspace.next_ts()
+    event = app_mention(
+        f"<@{BOT_USER}> {text}", user="U_BOB", channel=CHANNEL, ts=ts, thread_ts=ROOT_TS, team=TEAM
+    )
+    bot.send(event)
+    return ts
+
+
+def test_only_the_personas_own_replies_become_its_turns(bot: Bot) -> None:
+    bot.mention("first?", ts=ROOT_TS)
+    [ann_reply] = replies(bot)
+    assert ann_reply.params["metadata"] == {
+        "event_type": "doppelkit_reply",
+        "event_payload": {"persona": "U_ANN"},
+    }
+    bot.engine.fail_with = RuntimeError("the model is down")
+    _mention_in_thread(bot, "second?")
+    notice = replies(bot, n=2)[-1]
+    assert notice.username == "doppelkit" and "metadata" not in notice.params
+
+    bot.engine.fail_with = None
+    bot.engine.versions[(TEAM, "U_BOB")] = "v1"
+    bot.runtime.parts.store.set_active(TEAM, "U_BOB")  # /doppel switch Bob
+    third = _mention_in_thread(bot, "third?")
+    replies(bot, n=3)
+    call = bot.engine.calls[-1]
+    assert call.persona.id == "U_BOB"
+    seen = [(m.ts, m.user, m.is_bot) for m in call.thread.messages]
+    assert (notice.ts, "U_BOB", False) not in seen and notice.ts not in [ts for ts, _, _ in seen]
+    assert (ann_reply.ts, "U_ANN", False) in seen, "Ann's reply is Ann speaking, not Bob"
+    assert seen[-1][0] == third
 
 
 class TestBoltFrontendContract(FrontendContract):

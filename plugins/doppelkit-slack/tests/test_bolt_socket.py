@@ -7,23 +7,34 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from bolt_support import BOT_USER, CHANNEL, ROOT_TS, TEAM, TOKEN, WebApiStub, running_stub
+from bolt_support import (
+    BOT_USER,
+    CHANNEL,
+    ROOT_TS,
+    TEAM,
+    TOKEN,
+    fake_slack,
+    store_event_message,
+    wait_for_posts,
+)
 
 from doppelkit.testing.fakes import EchoEngine
 from doppelkit.testing.helpers import make_context
 from doppelkit_slack.bolt.frontend import BoltConfig
 from doppelkit_slack.bolt.runtime import BoltRuntime, build_runtime
 from doppelkit_slack.bolt.server import run_socket_mode_request
+from doppelkit_slack.testing import FakeSlack
 from doppelkit_slack.testing_events import app_mention, event_envelope, slash_command
 
 
 @pytest.fixture
-def slack() -> Iterator[WebApiStub]:
-    yield from running_stub()
+def slack() -> Iterator[FakeSlack]:
+    with fake_slack() as fake:
+        yield fake
 
 
 @pytest.fixture
-def runtime(tmp_path: Path, slack: WebApiStub) -> Iterator[BoltRuntime]:
+def runtime(tmp_path: Path, slack: FakeSlack) -> Iterator[BoltRuntime]:
     config = BoltConfig(mode="socket", api_url=slack.url, avatar="none", api_retry_backoff=0.01)
     made = build_runtime(
         config,
@@ -36,15 +47,16 @@ def runtime(tmp_path: Path, slack: WebApiStub) -> Iterator[BoltRuntime]:
     made.close()
 
 
-def test_a_socket_mode_mention_is_acked_and_answered_once(runtime: BoltRuntime, slack: WebApiStub) -> None:
+def test_a_socket_mode_mention_is_acked_and_answered_once(runtime: BoltRuntime, slack: FakeSlack) -> None:
     event = app_mention(f"<@{BOT_USER}> hi", user="U_BOB", channel=CHANNEL, ts=ROOT_TS, team=TEAM)
+    store_event_message(slack, event)
     body = event_envelope(event, team=TEAM, event_id="EvSOCKET")
     assert run_socket_mode_request(runtime.app, body).status == 200
     for attempt in (1, 2):  # Slack's redeliveries over the socket carry retry_attempt
         assert run_socket_mode_request(runtime.app, body, retry_attempt=attempt).status == 200
     runtime.wait_idle()
-    [post] = slack.wait_for_posts(1)
-    assert post["thread_ts"] == ROOT_TS and post["text"] == f"Ann says: &lt;@{BOT_USER}&gt; hi"
+    [post] = wait_for_posts(slack, 1)
+    assert post.thread_ts == ROOT_TS and post.text == f"Ann says: &lt;@{BOT_USER}&gt; hi"
 
 
 def test_a_socket_mode_slash_command_answers_in_the_ack(runtime: BoltRuntime) -> None:

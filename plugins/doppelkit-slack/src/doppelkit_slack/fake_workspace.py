@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
@@ -613,7 +614,9 @@ class FakeWorkspace:
             page.append(ts)
         response: dict[str, Any] = {
             "ok": True,
-            "messages": [conversation.served(conversation.messages[ts]) for ts in page],
+            "messages": [
+                _with_metadata(conversation.served(conversation.messages[ts]), params) for ts in page
+            ],
             "has_more": has_more,
             "pin_count": 0,
             "channel_actions_ts": None,
@@ -650,7 +653,9 @@ class FakeWorkspace:
             page.append(ts)
         response: dict[str, Any] = {
             "ok": True,
-            "messages": [conversation.served(conversation.messages[ts]) for ts in page],
+            "messages": [
+                _with_metadata(conversation.served(conversation.messages[ts]), params) for ts in page
+            ],
             "has_more": has_more,
         }
         if has_more:
@@ -703,6 +708,8 @@ class FakeWorkspace:
         for key in ("blocks", "attachments"):
             if params.get(key):
                 message[key] = params[key]
+        if metadata := _metadata(params.get("metadata")):
+            message["metadata"] = metadata
         username, icon_url, icon_emoji = (_param(params, k) for k in ("username", "icon_url", "icon_emoji"))
         if username:
             message["username"] = username
@@ -763,6 +770,27 @@ class FakeWorkspace:
 
 
 # -- module helpers ------------------------------------------------------------------------
+
+
+def _metadata(value: Any) -> dict[str, Any] | None:
+    """``chat.postMessage``'s ``metadata`` (an object, or JSON text in a form post)."""
+    if isinstance(value, str) and value:
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise SlackError("invalid_metadata_format") from None
+    if value is None or value == "":
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("event_type"), str):
+        raise SlackError("invalid_metadata_format")
+    return {"event_type": value["event_type"], "event_payload": dict(value.get("event_payload") or {})}
+
+
+def _with_metadata(message: dict[str, Any], params: Params) -> dict[str, Any]:
+    """Slack returns message metadata only to readers that ask (``include_all_metadata``)."""
+    if "metadata" in message and not _flag(params, "include_all_metadata"):
+        return {k: v for k, v in message.items() if k != "metadata"}
+    return message
 
 
 def _bounds(params: Params, now: float) -> tuple[float, float, bool]:

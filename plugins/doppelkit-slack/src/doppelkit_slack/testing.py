@@ -13,7 +13,8 @@ point ``slack_sdk.WebClient`` (or any HTTP client) at ``slack.url``::
 It serves the methods doppelkit calls, with Slack's response shapes (see
 :class:`~doppelkit_slack.fake_workspace.FakeWorkspace` for what each does): ``auth.test``,
 ``team.info``, ``users.list``/``info``, ``bots.info``, ``conversations.list``/``info``/
-``history``/``replies``/``join``/``members``, ``chat.postMessage``/``update``/``delete``.
+``history``/``replies``/``join``/``members``, ``chat.postMessage``/``update``/``delete``
+(message ``metadata`` is kept and returned to readers passing ``include_all_metadata``).
 
 What a test can turn on (constructor keywords, or attributes at run time):
 

@@ -122,6 +122,37 @@ def retry_handlers(
     ]
 
 
+def web_client(
+    token: str,
+    api_url: str | None,
+    *,
+    max_retries: int,
+    backoff_s: float,
+    max_retry_after_s: float,
+    timeout_s: float,
+    pacer: Pacer | None = None,
+) -> WebClient:
+    """A ``WebClient`` on ``api_url`` with :func:`retry_handlers` (``max_retries=0``: none).
+
+    ``timeout_s`` is passed on as is: urllib takes fractional seconds, and rounding would turn
+    a sub-second timeout into 0 (no timeout at all, or an instant failure).
+    """
+    from slack_sdk import WebClient
+
+    handlers = retry_handlers(
+        max_retries=max_retries,
+        backoff_s=backoff_s,
+        max_retry_after_s=max_retry_after_s,
+        pacer=pacer or Pacer(),
+    )
+    return WebClient(
+        token=token,
+        base_url=normalise_api_url(api_url),
+        timeout=timeout_s,  # type: ignore[arg-type]  # annotated int; urllib accepts float
+        retry_handlers=handlers,
+    )
+
+
 def retry_after_seconds(headers: Any) -> float:
     """Retry-After in seconds from slack_sdk's header mapping (values may be lists)."""
     for name, value in dict(headers or {}).items():
@@ -164,16 +195,14 @@ class SlackCaller:
     def _client(
         self, token: str, max_retries: int, backoff_s: float, max_retry_after_s: float, timeout_s: float
     ) -> WebClient:
-        from slack_sdk import WebClient
-
-        handlers = retry_handlers(
+        return web_client(
+            token,
+            self.api_url,
             max_retries=max_retries,
             backoff_s=backoff_s,
             max_retry_after_s=max_retry_after_s,
+            timeout_s=timeout_s,
             pacer=self.pacer,
-        )
-        return WebClient(
-            token=token, base_url=self.api_url, timeout=max(1, round(timeout_s)), retry_handlers=handlers
         )
 
     def call(self, method: str, **params: Any) -> dict[str, Any]:

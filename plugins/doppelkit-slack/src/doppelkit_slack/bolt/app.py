@@ -2,8 +2,9 @@
 
 ``process_before_response=True``: each listener runs inside the request and acks when it
 returns. That is safe because listeners only do quick work (claim the event, queue the
-reply, answer a command from the store); generation runs on our own worker pool, so a busy
-model can never delay an ack the way a saturated Bolt listener pool would.
+reply, answer a command from the store); generation and deleting a workspace's data run on
+our own worker pools, so slow work can never delay an ack the way a saturated Bolt listener
+pool would.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from slack_sdk import WebClient
 from doppelkit.home import Home
 from doppelkit_slack.bolt.commands import DoppelCommands, Invocation
 from doppelkit_slack.bolt.mentions import MentionReplier
+from doppelkit_slack.bolt.uninstall import WorkspaceEraser
 from doppelkit_slack.store import PersonaStore
 
 log = logging.getLogger("doppelkit.bolt")
@@ -32,6 +34,7 @@ class BotParts:
     store: PersonaStore
     replier: MentionReplier
     commands: DoppelCommands
+    eraser: WorkspaceEraser
     home: Home
 
 
@@ -61,6 +64,7 @@ def build_app(parts: BotParts, *, client: WebClient, signing_secret: str | None)
 
 def register_listeners(app: App, parts: BotParts) -> None:
     def accept(body: dict[str, Any], context: BoltContext) -> None:
+        parts.eraser.remember_bot(context.bot_user_id, context.bot_id)
         outcome = parts.replier.accept(body, bot_user_id=context.bot_user_id, bot_id=context.bot_id)
         log.debug("event %s: %s", body.get("event_id"), outcome)
 
@@ -69,6 +73,7 @@ def register_listeners(app: App, parts: BotParts) -> None:
 
     @app.command(COMMAND)
     def doppel(ack: Ack, command: dict[str, Any], context: BoltContext) -> None:
+        parts.eraser.remember_bot(context.bot_user_id, context.bot_id)
         invocation = Invocation(
             team=str(command.get("team_id") or context.team_id or ""),
             channel=str(command.get("channel_id") or ""),
@@ -82,21 +87,20 @@ def register_listeners(app: App, parts: BotParts) -> None:
         ack(text=reply, response_type="ephemeral")  # only the person who typed it sees it
 
     @app.event("app_uninstalled")
+    def uninstalled(body: dict[str, Any]) -> None:
+        if team := _team(body):
+            parts.eraser.app_uninstalled(team)
+
     @app.event("tokens_revoked")
-    def forget_workspace(body: dict[str, Any]) -> None:
-        team = body.get("team_id")
-        if isinstance(team, str) and team:
-            log.info("workspace %s uninstalled the app or revoked its tokens; deleting its data", team)
-            forget_team(parts, team)
+    def revoked(body: dict[str, Any]) -> None:
+        if team := _team(body):
+            parts.eraser.tokens_revoked(team, body.get("event") or {})
 
     # Anything else Slack sends (a subscribed event we do not use) is acknowledged, not a 404
     # that Slack would retry.
     app.event(re.compile(".*"))(lambda: None)
 
 
-def forget_team(parts: BotParts, team: str) -> None:
-    from doppelkit_slack.bolt.commands import forget_files
-
-    for record in parts.store.list(team):
-        forget_files(parts.home, team, record.user_id)
-    parts.store.delete_team(team)
+def _team(body: dict[str, Any]) -> str | None:
+    team = body.get("team_id")
+    return team if isinstance(team, str) and team else None

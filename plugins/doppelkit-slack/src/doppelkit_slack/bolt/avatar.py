@@ -17,7 +17,7 @@ from pathlib import Path
 from doppelkit.home import Home, atomic_write
 from doppelkit.models import Persona
 from doppelkit_slack.bolt.personas import MemberDirectory, avatar_path
-from doppelkit_slack.bolt.posting import Identity
+from doppelkit_slack.bolt.posting import Identity, bot_username
 
 log = logging.getLogger("doppelkit.bolt")
 AVATAR_SIZE = 192
@@ -71,7 +71,7 @@ class Avatars:
         self.public_url = public_url.rstrip("/") if public_url else None
 
     def identity(self, team: str, persona: Persona) -> Identity:
-        username = f"{persona.label}-bot"
+        username = bot_username(persona)
         if self.mode == "none":
             return Identity(username)
         member = self.directory.members(team).get(persona.id)

@@ -6,16 +6,16 @@ only starts the work and reports progress in the channel as it goes.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from doppelkit.errors import PersonaError
 from doppelkit.home import Home
 from doppelkit.interfaces import Engine
-from doppelkit.models import SAFE_ID, User
+from doppelkit.models import User
 from doppelkit.persona import candidates, find_user
-from doppelkit_slack.bolt.personas import MemberDirectory, PersonaChooser, avatar_path, published_personas
+from doppelkit_slack.bolt.forgetting import forget_person, forget_workspace_data, people_left
+from doppelkit_slack.bolt.personas import MemberDirectory, PersonaChooser, published_personas
 from doppelkit_slack.bolt.training import TrainingRunner
 from doppelkit_slack.store import SCRAPING, TRAINED, TRAINING, PersonaRecord, PersonaStore, StoreError
 
@@ -24,7 +24,7 @@ HELP = """*doppelkit* — a bot that writes like someone on your team.
 • `/doppel list` — personas in this workspace, their state and version
 • `/doppel switch @someone` — make a trained persona the one that answers mentions
 • `/doppel status [@someone]` — what the bot is doing (or one persona's training state)
-• `/doppel forget @someone` — delete their dataset, models and cached data
+• `/doppel forget @someone` — delete their dataset, models and cached data (shared data: with the last one)
 • `/doppel help` — this message
 Mention me in a thread to get a reply from the active persona."""
 
@@ -194,8 +194,11 @@ class DoppelCommands:
         record = self.store.get(inv.team, user.id)
         if record is not None and record.state in (SCRAPING, TRAINING):
             return f"{user.label} is being trained right now; forget them once the run has finished."
-        removed = forget_files(self.home, inv.team, user.id)
+        removed = forget_person(self.home, inv.team, user.id)
         in_store = self.store.delete(inv.team, user.id)
+        if not self.store.list(inv.team) and not people_left(self.home, inv.team):
+            # The last persona of the workspace: its shared corpus and base models go too.
+            removed += forget_workspace_data(self.home, inv.team)
         if not removed and not in_store:
             return f"There was nothing to forget about {user.label}."
         return f"Forgot {user.label}: deleted {', '.join(removed) or 'their records'}."
@@ -205,28 +208,3 @@ def _name(records: Mapping[str, PersonaRecord], published: Mapping[str, object],
     if user_id in records:
         return records[user_id].name
     return str(getattr(published.get(user_id), "name", user_id))
-
-
-def forget_files(home: Home, team: str, user_id: str) -> list[str]:
-    """Delete everything under home derived from this person; never anything outside home."""
-    if not (SAFE_ID.fullmatch(team) and SAFE_ID.fullmatch(user_id)):
-        return []
-    targets = {
-        "dataset": home.datasets(team, user_id),
-        "adapters": home.adapters(team, user_id),
-        "cached avatar": avatar_path(home, team, user_id),
-    }
-    removed = []
-    for what, path in targets.items():
-        if not path.exists() and not path.is_symlink():
-            continue
-        if path.is_symlink():
-            path.unlink()  # a link is removed, never followed
-        elif not home.contains(path):
-            continue
-        elif path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-        removed.append(what)
-    return removed

@@ -25,7 +25,14 @@ from doppelkit.models import Message, Persona, Thread
 from doppelkit.threads import referenced_user_ids
 from doppelkit_slack.bolt.avatar import Avatars
 from doppelkit_slack.bolt.personas import MemberDirectory, PersonaChooser
-from doppelkit_slack.bolt.posting import Identity, outgoing_messages, post_messages
+from doppelkit_slack.bolt.posting import (
+    Identity,
+    bot_username,
+    outgoing_messages,
+    post_messages,
+    reply_metadata,
+    replying_persona,
+)
 from doppelkit_slack.store import SCRAPING, TRAINING, PersonaStore
 
 log = logging.getLogger("doppelkit.bolt")
@@ -178,7 +185,9 @@ class MentionReplier:
             log.warning("the engine returned an empty reply for %s/%s", job.channel, job.ts)
             return
         identity = self.avatars.identity(job.team, persona)
-        post_messages(self.client, job.channel, job.thread_ts, messages, identity)
+        post_messages(
+            self.client, job.channel, job.thread_ts, messages, identity, metadata=reply_metadata(persona.id)
+        )
 
     def _post_notice(self, job: MentionJob, text: str) -> None:
         post_messages(self.client, job.channel, job.thread_ts, [text], Identity(SYSTEM_USERNAME))
@@ -188,8 +197,10 @@ class MentionReplier:
     def fetch_thread(self, job: MentionJob, persona: Persona) -> Thread:
         """The thread up to the mention, newest ``max_thread_messages`` messages.
 
-        The bot's own earlier posts become the persona's turns (they are the persona speaking).
-        If ``conversations.replies`` fails, the mention alone is the context.
+        The bot's earlier posts are sorted by their metadata (:func:`replying_persona`): this
+        persona's replies become its own turns, another persona's (before a ``/doppel switch``)
+        that person's turns, and notices ("no persona yet", apologies) are dropped — they are
+        not anyone's words. If ``conversations.replies`` fails, the mention alone is the context.
         """
         raw_messages = self._replies(job)
         parsed = [self._message(raw, job, persona) for raw in raw_messages]
@@ -212,7 +223,7 @@ class MentionReplier:
         try:
             for _ in range(MAX_REPLY_PAGES):
                 response = self.client.conversations_replies(
-                    channel=job.channel, ts=job.thread_ts, limit=200, cursor=cursor
+                    channel=job.channel, ts=job.thread_ts, limit=200, cursor=cursor, include_all_metadata=True
                 )
                 collected.extend(m for m in response.get("messages") or [] if isinstance(m, dict))
                 cursor = (response.get("response_metadata") or {}).get("next_cursor")
@@ -231,7 +242,12 @@ class MentionReplier:
             job.bot_id and raw.get("bot_id") == job.bot_id
         )
         if ours:
-            return Message(ts=ts, user=persona.id, text=str(raw.get("text") or ""), thread_ts=job.thread_ts)
+            speaker = replying_persona(raw)
+            if speaker is None and raw.get("username") == bot_username(persona):
+                speaker = persona.id  # a reply posted before replies carried metadata
+            if speaker is None:
+                return None  # a notice from the bot, not anyone's words
+            return Message(ts=ts, user=speaker, text=str(raw.get("text") or ""), thread_ts=job.thread_ts)
         subtype = raw.get("subtype")
         return Message(
             ts=ts,

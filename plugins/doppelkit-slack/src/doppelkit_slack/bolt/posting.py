@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 
+from doppelkit.models import SAFE_ID, Persona
 from doppelkit.mrkdwn import escape
 
 log = logging.getLogger("doppelkit.bolt")
@@ -17,6 +19,9 @@ log = logging.getLogger("doppelkit.bolt")
 # ``link_names`` on; it is invisible in the client.
 _BROADCAST = re.compile(r"(?<![\w.@])@(here|channel|everyone)\b", re.IGNORECASE)
 WORD_JOINER = "\u2060"
+# Message metadata on every persona reply (never on notices), so a later mention in the same
+# thread can tell who spoke: this persona, another one (after /doppel switch), or the system.
+REPLY_EVENT_TYPE = "doppelkit_reply"
 
 
 def neutralise(text: str) -> str:
@@ -62,6 +67,26 @@ def outgoing_messages(parts: list[str], limit: int) -> list[str]:
     return out
 
 
+def bot_username(persona: Persona) -> str:
+    """The name a persona's replies carry: "<name>-bot", so nobody takes it for the person."""
+    return f"{persona.label}-bot"
+
+
+def reply_metadata(persona_id: str) -> dict[str, Any]:
+    return {"event_type": REPLY_EVENT_TYPE, "event_payload": {"persona": persona_id}}
+
+
+def replying_persona(message: dict[str, Any]) -> str | None:
+    """The persona (user ID) a posted reply was written as, from its metadata; None for a
+    notice or a message without our metadata."""
+    metadata = message.get("metadata")
+    if not isinstance(metadata, dict) or metadata.get("event_type") != REPLY_EVENT_TYPE:
+        return None
+    payload = metadata.get("event_payload")
+    persona = payload.get("persona") if isinstance(payload, dict) else None
+    return persona if isinstance(persona, str) and SAFE_ID.fullmatch(persona) else None
+
+
 @dataclass(frozen=True)
 class Identity:
     """Who the bot posts as (``chat:write.customize``)."""
@@ -72,7 +97,12 @@ class Identity:
 
 
 def post_messages(
-    client: WebClient, channel: str, thread_ts: str | None, messages: list[str], identity: Identity
+    client: WebClient,
+    channel: str,
+    thread_ts: str | None,
+    messages: list[str],
+    identity: Identity,
+    metadata: dict[str, Any] | None = None,
 ) -> int:
     """Post ``messages`` in order in the thread; stop at the first that fails for good.
 
@@ -92,6 +122,7 @@ def post_messages(
                 link_names=False,
                 unfurl_links=False,
                 unfurl_media=False,
+                metadata=metadata,
             )
         except (SlackApiError, SlackRequestError, OSError) as exc:
             status = getattr(getattr(exc, "response", None), "status_code", None)

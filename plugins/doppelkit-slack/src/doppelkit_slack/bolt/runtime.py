@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from slack_bolt import App
 from slack_sdk import WebClient
@@ -18,10 +19,13 @@ from doppelkit_slack.bolt.mentions import SYSTEM_USERNAME, MentionReplier, Reply
 from doppelkit_slack.bolt.personas import MemberDirectory, PersonaChooser, resolve_command_line_persona
 from doppelkit_slack.bolt.posting import Identity, post_messages
 from doppelkit_slack.bolt.training import PipelineSteps, TrainingRunner, TrainingSteps
-from doppelkit_slack.bolt.webapi import web_client
+from doppelkit_slack.bolt.uninstall import WorkspaceEraser
 from doppelkit_slack.store import PersonaStore, default_url
+from doppelkit_slack.webclient import web_client
 
 log = logging.getLogger("doppelkit.bolt")
+MAX_RETRY_AFTER_S = 60.0  # a reply held back longer than a minute is worse than none
+DISPATCH_THREADS = 32  # HTTP requests handed to Bolt at once (each only claims and queues)
 
 
 @dataclass
@@ -33,14 +37,22 @@ class BoltRuntime:
     chooser: PersonaChooser
     training: TrainingRunner
 
+    dispatch_pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(DISPATCH_THREADS, thread_name_prefix="doppel-dispatch")
+    )
+
     def close(self, wait: bool = False) -> None:
+        """Stop every worker pool: HTTP dispatch, replies (queued ones dropped unless ``wait``)
+        and workspace deletions (always finished: Slack will not ask again)."""
+        self.dispatch_pool.shutdown(wait=wait, cancel_futures=not wait)
         self.parts.replier.shutdown(wait=wait)
+        self.parts.eraser.shutdown(wait=True)
 
     def wait_idle(self, timeout: float = 10.0) -> None:
-        """Tests and benchmarks: wait until every queued reply is done."""
+        """Tests and benchmarks: wait until every queued reply and deletion is done."""
         from concurrent.futures import wait
 
-        wait(list(self.parts.replier.pending), timeout=timeout)
+        wait([*self.parts.replier.pending, *self.parts.eraser.pending], timeout=timeout)
 
 
 def store_url(context: RunContext) -> str:
@@ -67,9 +79,10 @@ def build_runtime(
     client = web_client(
         bot_token,
         config.api_url,
-        retries=config.api_retries,
-        backoff=config.api_retry_backoff,
-        timeout=config.api_timeout,
+        max_retries=config.api_retries,
+        backoff_s=config.api_retry_backoff,
+        max_retry_after_s=MAX_RETRY_AFTER_S,
+        timeout_s=config.api_timeout,
     )
     directory = MemberDirectory(client)
     chooser = PersonaChooser(
@@ -100,6 +113,7 @@ def build_runtime(
         training=training,
         persona_limit=config.persona_limit,
     )
-    parts = BotParts(store=store, replier=replier, commands=commands, home=context.home)
+    eraser = WorkspaceEraser(store, context.home, client)
+    parts = BotParts(store=store, replier=replier, commands=commands, eraser=eraser, home=context.home)
     app = build_app(parts, client=client, signing_secret=signing_secret)
     return BoltRuntime(app, parts, client, config, chooser, training)

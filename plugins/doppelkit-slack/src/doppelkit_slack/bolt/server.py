@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 import threading
@@ -18,6 +19,7 @@ from slack_bolt.adapter.asgi.http_request import AsgiHttpRequest
 from slack_bolt.request import BoltRequest
 from slack_bolt.response import BoltResponse
 
+from doppelkit.errors import UserError
 from doppelkit.home import Home
 from doppelkit.interfaces import Engine, RunContext
 from doppelkit_slack.bolt.avatar import cached_avatar
@@ -32,16 +34,16 @@ from doppelkit_slack.bolt.guard import ASGIApp, Receive, RequestGuard, Scope, Se
 from doppelkit_slack.bolt.runtime import BoltRuntime, build_runtime
 
 log = logging.getLogger("doppelkit.bolt")
-DISPATCH_THREADS = 32
 
 
 class ThreadedRequestHandler(SlackRequestHandler):
     """Bolt's ASGI adapter, but ``App.dispatch`` (blocking) runs off the event loop, so one slow
-    request (a store write, the first ``auth.test``) never holds up the acks of the others."""
+    request (a store write, the first ``auth.test``) never holds up the acks of the others.
+    The pool belongs to the runtime, which shuts it down (:meth:`BoltRuntime.close`)."""
 
-    def __init__(self, app: App, path: str) -> None:
+    def __init__(self, app: App, path: str, executor: ThreadPoolExecutor) -> None:
         super().__init__(app, path)
-        self.executor = ThreadPoolExecutor(DISPATCH_THREADS, thread_name_prefix="doppel-dispatch")
+        self.executor = executor
 
     async def dispatch(self, request: AsgiHttpRequest) -> BoltResponse:
         bolt_request = BoltRequest(
@@ -81,7 +83,7 @@ async def _respond(send: Send, status: int, body: bytes, content_type: bytes) ->
 
 def asgi_app(runtime: BoltRuntime, signing_secret: str, clock: Callable[[], float] = time.time) -> ASGIApp:
     config = runtime.config
-    bolt = ThreadedRequestHandler(runtime.app, config.path)
+    bolt = ThreadedRequestHandler(runtime.app, config.path, runtime.dispatch_pool)
     return RequestGuard(
         SideRoutes(bolt, runtime.parts.home),  # type: ignore[arg-type]  # Bolt's narrower ASGI types
         signing_secret=signing_secret,
@@ -91,15 +93,37 @@ def asgi_app(runtime: BoltRuntime, signing_secret: str, clock: Callable[[], floa
     )
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound and listening on host:port; a :class:`UserError` saying what to do if not."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)  # connections queue from now on, even before uvicorn takes over
+    except OSError as exc:
+        sock.close()
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if exc.errno == errno.EADDRINUSE:
+            why = (
+                f"port {port} is already in use (another bot or server?). Stop that process, or pick "
+                "another port with frontend.port=… (frontend.port=0 picks a free one)"
+            )
+        elif exc.errno == errno.EACCES:
+            why = "permission denied (ports below 1024 need privileges): use frontend.port=1024 or higher"
+        else:
+            why = (
+                f"{exc.strerror or exc} — check frontend.host (an address of this machine) and frontend.port"
+            )
+        raise UserError(f"The bolt frontend cannot listen on {where}: {why}.") from None
+    return sock
+
+
 class HttpServer:
     """uvicorn on a socket bound up front, so port 0 works and the real port is known at once."""
 
     def __init__(self, app: ASGIApp, host: str, port: int) -> None:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.socket = socket.socket(family, socket.SOCK_STREAM)
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.socket.bind((host, port))
-        self.socket.listen(2048)  # connections queue from now on, even before uvicorn takes over
+        self.socket = listening_socket(host, port)
         self.host, self.port = host, int(self.socket.getsockname()[1])
         config = uvicorn.Config(
             app, lifespan="off", log_level="warning", access_log=False, timeout_graceful_shutdown=5

@@ -1,0 +1,114 @@
+"""``app_uninstalled`` and ``tokens_revoked``: delete a workspace's data once the app is gone.
+
+Slack sends ``tokens_revoked`` whenever *any* token of the app in a workspace is revoked —
+also a single user's OAuth token (``tokens.oauth``). Only the revocation of our bot token
+(``tokens.bot`` naming our bot) or an uninstall ends the app's life in the workspace; anything
+else is logged and ignored. Deleting runs on a worker after the ack: removing adapters and
+corpora can take longer than Slack's 3 s.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackRequestError
+
+from doppelkit.home import Home
+from doppelkit_slack.bolt.forgetting import forget_person, forget_workspace_data
+from doppelkit_slack.store import PersonaStore
+from doppelkit_slack.webclient import AUTH_ERRORS
+
+log = logging.getLogger("doppelkit.bolt")
+
+
+class WorkspaceEraser:
+    def __init__(self, store: PersonaStore, home: Home, client: WebClient) -> None:
+        self.store = store
+        self.home = home
+        self.client = client
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="doppel-erase")
+        self._our_bot: set[str] = set()  # our bot's user ID and bot ID, once known
+        self._lock = threading.Lock()
+        self._pending: set[Future[None]] = set()
+
+    def remember_bot(self, bot_user_id: str | None, bot_id: str | None) -> None:
+        """Every authorised request tells us who our bot is; revocations may not (no auth.test)."""
+        ids = {i for i in (bot_user_id, bot_id) if i}
+        if ids and not ids <= self._our_bot:
+            with self._lock:
+                self._our_bot |= ids
+
+    def app_uninstalled(self, team: str) -> None:
+        log.info("workspace %s uninstalled the app; deleting its data", team)
+        self._submit(self.erase, team)
+
+    def tokens_revoked(self, team: str, event: dict[str, Any]) -> None:
+        tokens = event.get("tokens") if isinstance(event.get("tokens"), dict) else {}
+        assert isinstance(tokens, dict)
+        bots = [b for b in tokens.get("bot") or [] if isinstance(b, str)]
+        self._submit(self._after_revocation, team, bots)
+
+    def _after_revocation(self, team: str, revoked_bots: list[str]) -> None:
+        if self._is_our_bot(revoked_bots):
+            log.info("workspace %s revoked our bot token; deleting its data", team)
+            self.erase(team)
+        else:
+            log.info("workspace %s revoked tokens that are not our bot's; keeping its data", team)
+
+    def _is_our_bot(self, revoked_bots: list[str]) -> bool:
+        if not revoked_bots:
+            return False  # only user tokens (tokens.oauth) were revoked
+        with self._lock:
+            known = set(self._our_bot)
+        if not known:
+            try:
+                answer = self.client.auth_test()
+                known = {str(answer[k]) for k in ("user_id", "bot_id") if answer.get(k)}
+                self.remember_bot(answer.get("user_id"), answer.get("bot_id"))
+            except SlackApiError as exc:
+                # Our own token no longer works: the revoked bot token was ours.
+                return str(exc.response.get("error")) in AUTH_ERRORS
+            except (SlackRequestError, OSError):
+                log.warning("could not tell whether the revoked bot token was ours; keeping the data")
+                return False
+        return bool(known & set(revoked_bots))
+
+    def erase(self, team: str) -> None:
+        """Delete every persona's files, the team-wide data and the store rows of ``team``."""
+        for record in self.store.list(team):
+            forget_person(self.home, team, record.user_id)
+        for area in ("datasets", "adapters"):  # personas the store never knew (trained by CLI)
+            folder = self.home.root / area / team
+            if folder.is_dir() and not folder.is_symlink():
+                for person in sorted(folder.iterdir()):
+                    forget_person(self.home, team, person.name)
+        forget_workspace_data(self.home, team)
+        self.store.delete_team(team)
+
+    def _submit(self, work: Any, *args: Any) -> None:
+        future = self.executor.submit(self._logged, work, *args)
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(self._done)
+
+    def _logged(self, work: Any, *args: Any) -> None:
+        try:
+            work(*args)
+        except Exception:
+            log.exception("deleting workspace data failed")
+
+    def _done(self, future: Future[None]) -> None:
+        with self._lock:
+            self._pending.discard(future)
+
+    @property
+    def pending(self) -> list[Future[None]]:
+        with self._lock:
+            return list(self._pending)
+
+    def shutdown(self, wait: bool = True) -> None:
+        self.executor.shutdown(wait=wait)
