@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from doppelkit.config import RunConfig, Selection
+from doppelkit.corpus import CorpusWriter
 from doppelkit.errors import InputDataError, PersonaError
 from doppelkit.home import Home, atomic_write, write_json
 from doppelkit.interfaces import (
@@ -116,7 +117,11 @@ class IngestResult:
 
 
 def ingest(run: RunConfig, context: RunContext) -> IngestResult:
-    """Source → scrub → formatter → dataset JSONL (+ held-out JSONL + report), all atomic."""
+    """Source → scrub → formatter → dataset JSONL (+ held-out JSONL + report), all atomic.
+
+    The same pass writes the team's workspace corpus (train-split threads, every person; see
+    :mod:`doppelkit.corpus`), which the tiny base model learns from.
+    """
     source: Source = make(run["source"], context)
     formatter: Formatter = make(run["formatter"], context)
     workspace = source.workspace()
@@ -140,12 +145,15 @@ def ingest(run: RunConfig, context: RunContext) -> IngestResult:
     with contextlib.ExitStack() as stack:
         train_out = stack.enter_context(atomic_write(paths.train))
         eval_out = stack.enter_context(atomic_write(paths.eval)) if eval_fraction > 0 else None
+        corpus = stack.enter_context(CorpusWriter(context.home, persona.team))
         for thread in threads:
             report.threads_seen += 1
             report.messages_seen += len(thread.messages)
             held_out = eval_out is not None and eval_share(thread, eval_fraction)
             out = eval_out if held_out and eval_out is not None else train_out
             clean = scrub_thread(thread, context.hook, scrubbed, run.settings.scrub)
+            if not held_out:  # a shared base model must never have seen a held-out thread
+                corpus.add(clean)
             for example in formatter.examples(clean, persona, report):
                 out.write(example.model_dump_json() + "\n")
                 report.examples_kept += 1
@@ -158,6 +166,8 @@ def ingest(run: RunConfig, context: RunContext) -> IngestResult:
             raise PersonaError(no_examples_message(persona, report))
     report.count_scrubbed(scrubbed)
     report.dataset_sha256 = sha256_file(paths.train)
+    if corpus.written is not None:
+        report.corpus_path, report.corpus_sha256 = str(corpus.written.path), corpus.written.sha256
     write_json(paths.report, report.model_dump(mode="json"))
     return IngestResult(persona, paths, report)
 

@@ -5,6 +5,8 @@
   ``run_context``.
 * :mod:`doppelkit.testing.contracts` — one contract test suite per plugin kind; a plugin's
   tests subclass the suite for its kind and provide the fixtures it names.
+* :mod:`doppelkit.testing.workspaces` — an in-memory workspace source and the run config to
+  ``ingest`` it, for tests that ingest several personas of one workspace.
 """
 
 from doppelkit.testing.helpers import make_context, run_cli

@@ -190,16 +190,24 @@ def _assert_loads(adapter: Path, revision: str | None, home) -> None:  # type: i
 
 
 def test_tiny_base_is_cached_and_reused(trainer: LoraTrainer, train_job: TrainJob) -> None:
-    from doppelkit_lora.data import corpus_texts, read_examples
-    from doppelkit_lora.tiny import ensure_tiny_base
+    from doppelkit_lora.base_corpus import tiny_corpus
+    from doppelkit_lora.data import read_examples
+    from doppelkit_lora.tiny import TinyCorpus, cache_key, ensure_tiny_base
 
-    texts = corpus_texts(read_examples(train_job.dataset))
-    home = trainer.context.home
-    first = ensure_tiny_base(home, train_job.model.tiny, texts)
-    second = ensure_tiny_base(home, train_job.model.tiny, texts)
-    assert first.built and not second.built and first.path == second.path
-    other = ensure_tiny_base(home, train_job.model.tiny, [*texts, "a brand new message"])
-    assert other.key != first.key
+    corpus = tiny_corpus(train_job, read_examples(train_job.dataset))  # no corpus: dataset turns
+    assert corpus.origin == "dataset turns"
+    home, config = trainer.context.home, train_job.model.tiny
+    assert config is not None
+    first = ensure_tiny_base(home, config, corpus)
+    unread = TinyCorpus(corpus.team, corpus.sha256, corpus.origin, read=lambda: pytest.fail("read"))
+    second = ensure_tiny_base(home, config, unread)
+    assert first.built and not second.built and first.path == second.path, "reused without reading"
+    others = {
+        cache_key(dataclasses.replace(corpus, sha256="1" * 64), config),
+        cache_key(dataclasses.replace(corpus, team="T0OTHER"), config),
+        cache_key(corpus, config.model_copy(update={"pretrain_steps": 16})),
+    }
+    assert first.key not in others and len(others) == 3
 
 
 def test_early_stopping_publishes_the_best_evaluation(

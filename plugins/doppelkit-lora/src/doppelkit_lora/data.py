@@ -65,22 +65,6 @@ def render_examples(
     return rendered, stats
 
 
-def corpus_texts(*example_sets: Iterable[Example]) -> list[str]:
-    """Every distinct non-system turn: the workspace's own words, all people, first-seen order.
-
-    Context turns repeat across examples of one thread; deduplicating keeps the corpus (and its
-    hash) about the workspace, not about how many replies the persona wrote.
-    """
-    seen: dict[str, None] = {}
-    for examples in example_sets:
-        for example in examples:
-            for message in example.messages:
-                text = message.content.strip()
-                if message.role != "system" and text:
-                    seen.setdefault(text, None)
-    return list(seen)
-
-
 def dataset_fingerprint(examples: Iterable[Example]) -> str:
     """A stable hash of a dataset's content (for checkpoint keys when no report hash exists)."""
     import hashlib

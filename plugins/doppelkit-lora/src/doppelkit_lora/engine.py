@@ -47,6 +47,7 @@ from doppelkit_lora.adapter_files import AdapterIdentity, checked_files, read_ad
 from doppelkit_lora.decoding import Row, Sampling, decode
 from doppelkit_lora.generation import stop_token_ids
 from doppelkit_lora.reply_text import ReplyCutter
+from doppelkit_lora.tiny import TINY_NAME
 
 DEFAULT_MAX_BATCH = 8
 
@@ -87,6 +88,7 @@ class _Base:
     stop_ids: frozenset[int]
     pad_id: int
     max_positions: int | None
+    loaded_for: str  # the persona whose manifest named this base (for error messages)
     wrapped: bool = False
 
 
@@ -455,12 +457,7 @@ class LoraEngine:
         wanted = (manifest.base_model, manifest.model_revision)
         if self._base is not None:
             if self._base.identity != wanted:
-                serving = _describe_base(self._base.identity)
-                raise UserError(
-                    f"{manifest.persona_name} ({manifest.persona_id}) was trained on base model "
-                    f"{_describe_base(wanted)}, but this engine serves {serving}; "
-                    "retrain the persona on the current base, or serve it from another process."
-                )
+                raise UserError(base_mismatch_message(manifest, self._base))
             return self._base
         import torch
         from transformers.utils import logging as hf_logging
@@ -487,6 +484,7 @@ class LoraEngine:
             stop_ids=frozenset() if self.ignore_eos else stop_token_ids(tokenizer),
             pad_id=int(pad or 0),
             max_positions=getattr(model.config, "max_position_embeddings", None),
+            loaded_for=f"{manifest.persona_name} ({manifest.persona_id})",
         )
         return self._base
 
@@ -499,6 +497,21 @@ def build_engine(context: RunContext, formatter: Formatter) -> LoraEngine:
 def _describe_base(identity: tuple[str, str | None]) -> str:
     name, revision = identity
     return f"{name}@{revision}" if revision else name
+
+
+def base_mismatch_message(manifest: AdapterManifest, serving: _Base) -> str:
+    """Why a persona cannot be served next to the others, and how to fix it: retrain."""
+    wanted = _describe_base((manifest.base_model, manifest.model_revision))
+    how = f"`doppelkit persona.user={manifest.persona_id}` (ingest + train) for each persona"
+    if manifest.base_model == serving.identity[0] == TINY_NAME:
+        # Tiny bases differ when the workspace text differed: a newer export, other settings.
+        how += ", all from the same workspace export and settings (the tiny base is built from them)"
+    return (
+        f"{manifest.persona_name} ({manifest.persona_id}) was trained on base model {wanted}, but "
+        f"this engine serves {_describe_base(serving.identity)} (the base of {serving.loaded_for}); "
+        f"one process serves one base model. Retrain the personas so that they share one base: "
+        f"{how}; or serve them from separate processes."
+    )
 
 
 def _drain(source: queue.Queue[Any]) -> list[Any]:

@@ -8,7 +8,7 @@ error says how to get them or how to point ``model.name`` at a local directory.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 from doppelkit.errors import UserError
 from doppelkit.home import Home
 from doppelkit.settings import ModelConfig
-from doppelkit_lora.tiny import TINY_NAME, ensure_tiny_base, is_built, tiny_dir
+from doppelkit_lora.tiny import TINY_NAME, TinyCorpus, ensure_tiny_base, is_built, tiny_dir
 
 
 @dataclass
@@ -140,10 +140,10 @@ def load_base(
     *,
     home: Home,
     device: str,
-    corpus: Callable[[], Sequence[str]],
+    corpus: Callable[[], TinyCorpus],
     console: Any = None,
 ) -> LoadedBase:
-    """The configured base model on ``device``; builds the tiny model from ``corpus()`` if needed."""
+    """The configured base model on ``device``; the tiny model is found (or built) from ``corpus()``."""
     if config.name == TINY_NAME:
         if config.load_in_4bit:
             raise UserError("model.load_in_4bit=true is for real models; the tiny model is already small.")

@@ -1,10 +1,14 @@
 """``model=tiny``: a small Llama-architecture model and tokenizer built here, downloading nothing.
 
-The tokenizer (byte-level BPE) is trained on the workspace's own text and the base model is
-briefly pretrained on it (plain text, every person), so generations are readable words of this
-team and a persona adapter has something to specialise. The result is cached under
-``home/cache/tiny/<key>`` where ``key`` hashes the corpus, the tiny config and this builder's
-version: the same workspace and config reuse the same base; anything else builds a new one.
+The tokenizer (byte-level BPE) is trained on the team's own text and the base model is briefly
+pretrained on it (plain text, every person), so generations are readable words of this team and
+a persona adapter has something to specialise. The text is the workspace corpus ``ingest``
+writes (train-split threads of everyone, see :mod:`doppelkit.corpus`), so every persona of a
+team trains against the *same* base and one engine serves them all.
+
+The result is cached under ``home/cache/tiny/<key>`` where ``key`` hashes the team, the
+corpus's content hash, the tiny config and this builder's version: the same workspace and
+config reuse the same base (without reading the corpus again); anything else builds a new one.
 The key is recorded in each adapter manifest (``model_revision``) so an engine can load
 exactly the base an adapter was trained on.
 """
@@ -17,7 +21,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +30,7 @@ from doppelkit.home import Home, fsync_dir, write_json
 from doppelkit.settings import TinyModelConfig
 from doppelkit_lora.progress import progress_bar
 
-BUILDER_VERSION = 1  # bump when the build recipe changes, so old caches are not reused
+BUILDER_VERSION = 2  # bump when the build recipe changes, so old caches are not reused
 TINY_NAME = "tiny"
 BOS, EOS, PAD = "<|bos|>", "<|end|>", "<|pad|>"
 ROLE_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>")
@@ -49,16 +53,32 @@ class TinyBase:
     built: bool  # False when reused from the cache
 
 
+@dataclass(frozen=True)
+class TinyCorpus:
+    """The text a tiny base learns from, named by a content hash so that a cached base is
+    found without reading (or still having) the text."""
+
+    team: str
+    sha256: str
+    origin: str  # where the text came from, recorded in the base's marker file
+    read: Callable[[], Sequence[str]]
+
+
+def texts_sha256(texts: Sequence[str]) -> str:
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode() + b"\x00")
+    return digest.hexdigest()
+
+
 def tiny_config(config: TinyModelConfig | None) -> TinyModelConfig:
     return config if config is not None else TinyModelConfig()
 
 
-def cache_key(texts: Sequence[str], config: TinyModelConfig) -> str:
+def cache_key(corpus: TinyCorpus, config: TinyModelConfig) -> str:
     digest = hashlib.sha256()
-    digest.update(f"tiny-builder-v{BUILDER_VERSION}\n".encode())
+    digest.update(f"tiny-builder-v{BUILDER_VERSION}\n{corpus.team}\n{corpus.sha256}\n".encode())
     digest.update(config.model_dump_json().encode())
-    for text in texts:
-        digest.update(b"\x00" + text.encode())
     return digest.hexdigest()[:20]
 
 
@@ -76,18 +96,19 @@ def is_built(path: Path) -> bool:
 def ensure_tiny_base(
     home: Home,
     config: TinyModelConfig | None,
-    texts: Sequence[str],
+    corpus: TinyCorpus,
     device: str = "cpu",
     console: Any = None,
 ) -> TinyBase:
     """The cached tiny base for this corpus and config, building it (atomically) if needed."""
     config = tiny_config(config)
-    if not texts:
-        raise ValueError("the tiny model needs some text to learn from; the dataset has none")
-    key = cache_key(texts, config)
+    key = cache_key(corpus, config)
     final = tiny_dir(home, key)
     if is_built(final):
         return TinyBase(final, key, built=False)
+    texts = corpus.read()
+    if not texts:
+        raise ValueError("the tiny model needs some text to learn from; the workspace has none")
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # our own progress bar covers the build
@@ -100,7 +121,16 @@ def ensure_tiny_base(
         stats = pretrain(model, tokenizer, texts, config, device, console)
         model.save_pretrained(staging, safe_serialization=True)
         write_json(
-            staging / MARKER, {"key": key, "config": config.model_dump(), "texts": len(texts), **stats}
+            staging / MARKER,
+            {
+                "key": key,
+                "team": corpus.team,
+                "corpus_sha256": corpus.sha256,
+                "corpus": corpus.origin,
+                "config": config.model_dump(),
+                "texts": len(texts),
+                **stats,
+            },
         )
         for item in staging.iterdir():
             _fsync_file(item)

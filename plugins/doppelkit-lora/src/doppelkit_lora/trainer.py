@@ -24,8 +24,9 @@ from doppelkit.errors import InputDataError
 from doppelkit.interfaces import RunContext, TrainJob, TrainResult
 from doppelkit.models import AdapterManifest, Example
 from doppelkit_lora import artifacts
+from doppelkit_lora.base_corpus import tiny_corpus
 from doppelkit_lora.checkpoints import Checkpoints, TrainState, load_trainable_state, trainable_state
-from doppelkit_lora.data import corpus_texts, dataset_fingerprint, read_examples, render_examples
+from doppelkit_lora.data import dataset_fingerprint, read_examples, render_examples
 from doppelkit_lora.evaluation import (
     MEMORISED_CHARS,
     MemorisationIndex,
@@ -145,7 +146,11 @@ class LoraTrainer:
             raise InputDataError(f"the dataset {job.dataset} has no examples; run `doppelkit ingest` again")
         eval_examples = read_examples(job.eval_dataset)
         base = load_base(
-            job.model, home=home, device=device, corpus=lambda: corpus_texts(train_examples), console=console
+            job.model,
+            home=home,
+            device=device,
+            corpus=lambda: tiny_corpus(job, train_examples),
+            console=console,
         )
         data = self._prepare(job, base, train_examples, eval_examples)
         torch.manual_seed(cfg.seed)
@@ -462,13 +467,18 @@ class LoraTrainer:
         return report
 
     def _retain_or_delete(self, job: TrainJob) -> None:
-        """Delete the dataset after a successful publish when asked (default: API scrapes)."""
+        """Delete the dataset after a successful publish when asked (default: API scrapes).
+
+        The workspace corpus ingest wrote beside it goes too: it is the same scrape's text (the
+        tiny base built from it stays, and the next ingest writes the corpus again).
+        """
         delete = self.config.delete_dataset_after
         if delete is None:
             delete = job.report is not None and job.report.source == "slack"
         if not delete:
             return
-        for path in (job.dataset, job.eval_dataset):
+        corpus = job.report.corpus_path if job.report is not None else ""
+        for path in (job.dataset, job.eval_dataset, corpus or None):
             if path is not None:
                 Path(path).unlink(missing_ok=True)
         self.context.console.print(

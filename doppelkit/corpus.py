@@ -1,0 +1,146 @@
+"""The workspace corpus: a team's own conversation text, for models that learn from a workspace.
+
+``ingest`` writes it in the same pass that writes a persona's examples, one JSON line per
+conversation: ``{"messages": [{"speaker": "Ann", "text": "…"}, …]}`` — every person of the
+thread, in order, mrkdwn cleaned (how a consumer lays the text out is its own business). It
+holds only what may shape a base model *shared* by every persona of the team:
+
+* train-split threads only: a held-out thread (``pipeline.eval_share``, split by thread and
+  independent of the persona) never enters it, so held-out loss stays honest for every persona;
+* public conversations only (no private channels: a shared base must not repeat them to people
+  outside the channel), people only (no bots, no join/leave/topic events);
+* text after the ``scrub_message`` chain, exactly as the datasets get it.
+
+Nothing in it depends on which persona was ingested, so every persona ingested from the same
+export (with the same scrub and split settings) produces a byte-identical corpus. Files are
+content-addressed — ``home/cache/corpus/<team>/<sha256 prefix>.jsonl`` — so concurrent ingests
+never overwrite a corpus another run is about to read; the dataset report records the path and
+full hash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, NamedTuple
+
+from doppelkit.errors import InputDataError
+from doppelkit.home import Home, fsync_dir
+from doppelkit.models import Thread
+from doppelkit.mrkdwn import clean
+
+CORPUS_SUFFIX = ".jsonl"
+
+
+class Said(NamedTuple):
+    """One message of a corpus conversation: who (the label people see) and what."""
+
+    speaker: str
+    text: str
+
+
+def conversation(thread: Thread) -> list[Said]:
+    """What people wrote in the thread, as they read it in the client (no bots, no events)."""
+    # Imported here: the formatters package imports the pipeline, which imports this module.
+    from doppelkit.builtins.formatters.turns import CONVERSATIONAL_SUBTYPES
+
+    channels = {thread.channel: thread.channel_name} if thread.channel_name else {}
+    said = []
+    for message in thread.messages:
+        if message.is_bot or message.subtype not in CONVERSATIONAL_SUBTYPES or not message.user:
+            continue
+        text = clean(message.text, thread.user_labels, channels).strip()
+        if text:
+            said.append(Said(thread.user_labels.get(message.user, message.user), text))
+    return said
+
+
+@dataclass(frozen=True)
+class CorpusFile:
+    path: Path
+    sha256: str
+    documents: int
+
+
+class CorpusWriter:
+    """Streams conversations into a new corpus file; published by content hash on success.
+
+    Used as a context manager: on an exception the partial file is removed; on success the file
+    is fsynced and renamed to its hash (``written``), or dropped when no conversation had text
+    (``written`` stays ``None``).
+    """
+
+    def __init__(self, home: Home, team: str) -> None:
+        self.team = team
+        self.directory = home.corpus(team)
+        self.written: CorpusFile | None = None
+        self._digest = hashlib.sha256()
+        self._documents = 0
+        self._tmp: Path | None = None
+        self._out: IO[bytes] | None = None
+
+    def __enter__(self) -> CorpusWriter:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".corpus.", suffix=".tmp", dir=self.directory)
+        self._tmp, self._out = Path(tmp), os.fdopen(fd, "wb")
+        return self
+
+    def add(self, thread: Thread) -> None:
+        """Append one (scrubbed, train-split) conversation; private ones and other teams' are skipped."""
+        assert self._out is not None, "use CorpusWriter as a context manager"
+        if thread.private or thread.team != self.team:
+            return
+        said = conversation(thread)
+        if not said:
+            return
+        record = {"messages": [m._asdict() for m in said]}
+        line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
+        self._digest.update(line)
+        self._out.write(line)
+        self._documents += 1
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._out is not None and self._tmp is not None
+        try:
+            if exc_type is None and self._documents:
+                self._out.flush()
+                os.fsync(self._out.fileno())
+            self._out.close()
+            if exc_type is None and self._documents:
+                sha256 = self._digest.hexdigest()
+                final = self.directory / f"{sha256[:20]}{CORPUS_SUFFIX}"
+                os.replace(self._tmp, final)  # same content under the same name: harmless
+                fsync_dir(self.directory)
+                self.written = CorpusFile(final, sha256, self._documents)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                self._tmp.unlink()
+
+
+def read_corpus(path: Path, sha256: str) -> list[list[Said]]:
+    """The conversations of a corpus file, checked against the hash its dataset report recorded."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputDataError(
+            f"the workspace corpus {path} written by `doppelkit ingest` cannot be read ({exc}); "
+            "run `doppelkit ingest` again."
+        ) from None
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise InputDataError(
+            f"the workspace corpus {path} is not the one the dataset report recorded; "
+            "run `doppelkit ingest` again."
+        )
+    return [
+        [Said(**m) for m in json.loads(line)["messages"]]
+        for line in data.decode("utf-8").splitlines()
+        if line.strip()
+    ]

@@ -1,0 +1,62 @@
+"""An in-memory workspace for ingest tests: a source serving fixed threads, and its run config.
+
+``ingest_config(home, workspace, threads, persona="maya")`` is what ``doppelkit ingest`` would
+run with ``source=<that workspace>`` and the chat formatter, so a test can ingest several
+personas of one workspace without writing an export.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from doppelkit.config import RunConfig, Selection
+from doppelkit.interfaces import RunContext
+from doppelkit.models import DatasetReport, Thread, Workspace
+
+
+def static_source(workspace: Workspace, threads: Sequence[Thread]) -> type[Any]:
+    """A Source class whose instances yield ``threads`` of ``workspace``, in order."""
+
+    class StaticSource:
+        name: ClassVar[str] = "static"
+
+        class Config(BaseModel):
+            model_config = ConfigDict(extra="forbid")
+
+        def __init__(self, config: Any, context: RunContext) -> None:
+            pass
+
+        def workspace(self) -> Workspace:
+            return workspace
+
+        def threads(self, report: DatasetReport) -> Iterator[Thread]:
+            yield from threads
+
+    return StaticSource
+
+
+def ingest_config(
+    home: Path,
+    workspace: Workspace,
+    threads: Sequence[Thread],
+    persona: str,
+    **formatter_options: Any,
+) -> RunConfig:
+    """The run config of ``doppelkit ingest persona.user=<persona>`` over these threads."""
+    from doppelkit.builtins.formatters import ChatFormatter
+    from doppelkit.settings import Settings
+
+    source = static_source(workspace, threads)
+    settings = Settings.model_validate({"home": home, "persona": {"user": persona}})
+    formatter = ChatFormatter.Config(**formatter_options)
+    return RunConfig(
+        settings=settings,
+        selections={
+            "source": Selection("source", source.name, source, source.Config(), "test"),
+            "formatter": Selection("formatter", "chat", ChatFormatter, formatter, "test"),
+        },
+    )
