@@ -79,5 +79,9 @@ class PersonaError(UserError):
     """The persona selector matches no user, or several."""
 
 
+class AmbiguousPersonaError(PersonaError):
+    """The persona selector matches several users (or one user in several teams)."""
+
+
 class InputDataError(UserError):
     """An input file (export, dataset, …) is missing, unreadable or unsafe."""

@@ -175,6 +175,8 @@ class DatasetReport(_Model):
     team: str = ""
     persona_id: str = ""
     persona_name: str = ""
+    # The whole user record, so later steps find the persona by any of its names.
+    persona_user: User | None = None
     threads_seen: int = 0
     messages_seen: int = 0
     candidate_persona_messages: int = 0
@@ -211,6 +213,8 @@ class AdapterManifest(_Model):
     team: str
     persona_id: str
     persona_name: str
+    # The whole user record (handle, display and real name): serving finds the persona by any.
+    persona_user: User | None = None
     base_model: str
     model_revision: str | None = None
     trainer: str

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 
-from doppelkit.errors import PersonaError
+from doppelkit.errors import AmbiguousPersonaError, PersonaError
 from doppelkit.models import Persona, PersonaSelector, User, Workspace
 
 
@@ -33,7 +33,7 @@ def candidates(query: str, users: list[User], n: int = 5) -> list[User]:
     return out[:n]
 
 
-def find_user(query: str, users: list[User]) -> User:
+def find_user(query: str, users: list[User], where: str = "in this workspace") -> User:
     """Match ``query`` against IDs first, then display, real and handle names (case-insensitive).
 
     Raises :class:`PersonaError` listing the candidates when nothing or several match.
@@ -52,7 +52,7 @@ def find_user(query: str, users: list[User]) -> User:
             return humans[0]
         if len(humans) > 1:
             listed = "; ".join(_describe(u) for u in humans)
-            raise PersonaError(
+            raise AmbiguousPersonaError(
                 f"persona.user={query!r} is ambiguous: {len(humans)} people match ({listed}). "
                 "Use the user ID instead, e.g. persona.user=" + humans[0].id
             )
@@ -60,9 +60,9 @@ def find_user(query: str, users: list[User]) -> User:
     hint = (
         "Closest matches: " + "; ".join(_describe(u) for u in close)
         if close
-        else "Run with a user ID (U…) from the workspace's users.json"
+        else "Known: " + ("; ".join(_describe(u) for u in users[:8]) or "nobody")
     )
-    raise PersonaError(f"No one in this workspace matches persona.user={query!r}. {hint}.")
+    raise PersonaError(f"No one {where} matches persona.user={query!r}. {hint}.")
 
 
 def resolve_persona(selector: PersonaSelector, workspace: Workspace) -> Persona:
@@ -81,3 +81,21 @@ def resolve_persona(selector: PersonaSelector, workspace: Workspace) -> Persona:
     if user.is_bot:
         raise PersonaError(f"persona.user={selector.user!r} is a bot ({_describe(user)}); choose a person.")
     return Persona(team=workspace.team, user=user)
+
+
+def select_persona(query: str, entries: list[tuple[str, User]], where: str) -> tuple[str, User]:
+    """Find ``query`` among ``(team, user)`` entries (datasets, published adapters) by ID,
+    display name, real name or handle — the same rules as :func:`find_user` at ingest.
+
+    Raises :class:`PersonaError` when nothing matches, or when the one person matched has
+    entries in several teams (then ``persona.team`` decides).
+    """
+    users = list({u.id: u for _, u in entries}.values())
+    user = find_user(query, users, where)
+    teams = sorted({team for team, u in entries if u.id == user.id})
+    if len(teams) > 1:
+        raise AmbiguousPersonaError(
+            f"persona.user={query!r} ({user.id}) exists in several teams ({', '.join(teams)}); "
+            "set persona.team."
+        )
+    return teams[0], user

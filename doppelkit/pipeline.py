@@ -33,7 +33,7 @@ from doppelkit.interfaces import (
     TrainResult,
 )
 from doppelkit.models import DatasetReport, Message, Persona, Thread, User
-from doppelkit.persona import resolve_persona
+from doppelkit.persona import resolve_persona, select_persona
 from doppelkit.plugins import scrub
 from doppelkit.settings import ScrubConfig
 from doppelkit.threads import group_sessions, with_user_labels
@@ -134,6 +134,7 @@ def ingest(run: RunConfig, context: RunContext) -> IngestResult:
         team=persona.team,
         persona_id=persona.id,
         persona_name=persona.label,
+        persona_user=persona.user,
         dataset_path=str(paths.train),
         eval_path=str(paths.eval) if eval_fraction > 0 else "",
     )
@@ -209,6 +210,11 @@ def _load_report(path: Path) -> DatasetReport:
         raise InputDataError(f"cannot read the dataset report {path}: {exc}") from None
 
 
+def report_user(report: DatasetReport) -> User:
+    """The persona's user record (older reports carry only the ID and display label)."""
+    return report.persona_user or User(id=report.persona_id, display_name=report.persona_name)
+
+
 def find_dataset(run: RunConfig, home: Home) -> tuple[Persona, DatasetPaths, DatasetReport]:
     """Locate the dataset for ``train``: ``dataset.path`` or the persona's under home."""
     if run.settings.dataset.path:
@@ -224,29 +230,24 @@ def find_dataset(run: RunConfig, home: Home) -> tuple[Persona, DatasetPaths, Dat
         query = run.settings.persona.user
         if not query:
             raise PersonaError("No persona chosen: set persona.user (or dataset.path) to pick a dataset.")
-        found = []
-        for report_path in sorted((home.root / "datasets").glob(f"*/*/dataset{REPORT_SUFFIX}")):
-            report = _load_report(report_path)
-            names = {report.persona_id, report.persona_name.casefold()}
-            matches = query in names or query.casefold() in names
-            if matches and run.settings.persona.team in (None, report.team):
-                found.append((report_path, report))
-        if not found:
+        reports = {
+            path: _load_report(path)
+            for path in sorted((home.root / "datasets").glob(f"*/*/dataset{REPORT_SUFFIX}"))
+        }
+        wanted = {p: r for p, r in reports.items() if run.settings.persona.team in (None, r.team)}
+        if not wanted:
             raise InputDataError(
-                f"No dataset for persona.user={query!r} under {home.root / 'datasets'}; "
-                "run `doppelkit ingest` first (or pass dataset.path=…)."
+                f"No dataset under {home.root / 'datasets'} yet; run `doppelkit ingest "
+                f"persona.user={query}` first (or pass dataset.path=…)."
             )
-        if len(found) > 1:
-            teams = ", ".join(r.team for _, r in found)
-            raise PersonaError(
-                f"persona.user={query!r} has datasets in several teams ({teams}); set persona.team."
-            )
-        report_path, report = found[0]
+        team, user = select_persona(
+            query, [(r.team, report_user(r)) for r in wanted.values()], "with a dataset under home"
+        )
+        report_path, report = next(
+            (p, r) for p, r in wanted.items() if (r.team, r.persona_id) == (team, user.id)
+        )
         paths = DatasetPaths.beside(report_path.with_name("dataset.jsonl"))
-    persona = Persona(
-        team=report.team,
-        user=User(id=report.persona_id, display_name=report.persona_name),
-    )
+    persona = Persona(team=report.team, user=report_user(report))
     return persona, paths, report
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import contextlib
 
-from doppelkit.errors import PersonaError
+from doppelkit.errors import AmbiguousPersonaError, PersonaError
 from doppelkit.home import Home
 from doppelkit.models import AdapterManifest, Persona, PersonaSelector, User, validate_safe_id
+from doppelkit.persona import select_persona
 from doppelkit_lora.artifacts import ArtifactError, current_version
 
 
@@ -37,7 +38,7 @@ def describe(manifest: AdapterManifest) -> str:
 
 
 def find_published_persona(home: Home, selector: PersonaSelector) -> Persona:
-    """The persona ``selector`` names (ID first, then display name), among the trained ones."""
+    """The persona ``selector`` names (ID, display name, real name or handle), among the trained ones."""
     trained = published_personas(home)
     if not selector.user:
         listed = "; ".join(describe(m) for m in trained) or "none yet"
@@ -48,23 +49,23 @@ def find_published_persona(home: Home, selector: PersonaSelector) -> Persona:
             f"No persona has been trained under {home.root} yet: run `doppelkit persona.user={query}` first."
         )
     in_team = [m for m in trained if selector.team in (None, m.team)]
-    matches = [m for m in in_team if m.persona_id == query]
-    if not matches:
-        folded = query.casefold().lstrip("@")
-        matches = [m for m in in_team if m.persona_name and m.persona_name.casefold() == folded]
-    if len(matches) == 1:
-        manifest = matches[0]
-        return Persona(
-            team=manifest.team, user=User(id=manifest.persona_id, display_name=manifest.persona_name)
-        )
-    listed = "; ".join(describe(m) for m in trained)
-    if matches:
-        several = "; ".join(describe(m) for m in matches)
+    if not in_team:
+        listed = "; ".join(describe(m) for m in trained)
+        raise PersonaError(f"No persona is trained in team {selector.team}. Trained personas: {listed}.")
+    entries = [(m.team, manifest_user(m)) for m in in_team]
+    try:
+        team, user = select_persona(query, entries, "among the trained personas")
+    except AmbiguousPersonaError:
+        raise
+    except PersonaError as exc:
+        listed = "; ".join(describe(m) for m in trained)
         raise PersonaError(
-            f"persona.user={query!r} matches several trained personas ({several}); "
-            "use the user ID, or set persona.team."
-        )
-    raise PersonaError(
-        f"No trained persona matches persona.user={query!r}. Trained personas: {listed}. "
-        f"To train one: `doppelkit persona.user={query}`."
-    )
+            f"No trained persona matches persona.user={query!r}. Trained personas: {listed}. "
+            f"To train one: `doppelkit persona.user={query}`. ({exc})"
+        ) from None
+    return Persona(team=team, user=user)
+
+
+def manifest_user(manifest: AdapterManifest) -> User:
+    """The persona's user record (older manifests carry only the ID and display label)."""
+    return manifest.persona_user or User(id=manifest.persona_id, display_name=manifest.persona_name)

@@ -181,6 +181,7 @@ class LoraTrainer:
             team=job.persona.team,
             persona_id=job.persona.id,
             persona_name=job.persona.label,
+            persona_user=job.persona.user,
             base_model=base.name,
             model_revision=base.revision,
             trainer=self.name,

@@ -21,9 +21,11 @@ from pathlib import Path
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 
+from doppelkit.errors import AmbiguousPersonaError, PersonaError
 from doppelkit.home import Home
 from doppelkit.interfaces import Engine
 from doppelkit.models import SAFE_ID, Persona, PersonaSelector, User
+from doppelkit.persona import select_persona
 from doppelkit_slack.store import PersonaRecord, PersonaStore
 
 log = logging.getLogger("doppelkit.bolt")
@@ -108,6 +110,15 @@ class PublishedPersona:
     user_id: str
     name: str
     version: str | None  # None: a dataset exists but no adapter yet
+    user: User  # the full record (handle, display and real name), to match any of them
+
+
+def _recorded_user(record: dict[str, object], user_id: str, name: str) -> User:
+    """The ``persona_user`` a manifest or dataset report recorded (older ones: ID and name)."""
+    try:
+        return User.model_validate(record["persona_user"])
+    except (KeyError, ValueError):
+        return User(id=user_id, display_name=name)
 
 
 def published_personas(home: Home) -> list[PublishedPersona]:
@@ -121,21 +132,21 @@ def published_personas(home: Home) -> list[PublishedPersona]:
             name = str(manifest.get("persona_name") or user_id)
         except (OSError, ValueError):
             continue
-        found[(team, user_id)] = PublishedPersona(team, user_id, name, version)
+        user = _recorded_user(manifest, user_id, name)
+        found[(team, user_id)] = PublishedPersona(team, user_id, name, version, user)
     for report in sorted((home.root / "datasets").glob("*/*/dataset.report.json")):
         team, user_id = report.parent.parent.name, report.parent.name
         if (team, user_id) in found:
             continue
         try:
-            name = str(json.loads(report.read_text(encoding="utf-8")).get("persona_name") or user_id)
-        except (OSError, ValueError):
+            record = json.loads(report.read_text(encoding="utf-8"))
+            name = str(record.get("persona_name") or user_id)
+        except (OSError, ValueError, AttributeError):
             continue
-        found[(team, user_id)] = PublishedPersona(team, user_id, name, None)
+        found[(team, user_id)] = PublishedPersona(
+            team, user_id, name, None, _recorded_user(record, user_id, name)
+        )
     return list(found.values())
-
-
-def _fold(text: str) -> str:
-    return " ".join(text.casefold().lstrip("@").split())
 
 
 @dataclass(frozen=True)
@@ -156,13 +167,15 @@ def resolve_command_line_persona(selector: PersonaSelector, home: Home) -> Comma
     if query.startswith("<@") and query.endswith(">"):
         query = query[2:-1].split("|", 1)[0]
     candidates = [p for p in published_personas(home) if selector.team in (None, p.team)]
-    by_id = [p for p in candidates if p.user_id == query]
-    by_name = [p for p in candidates if _fold(p.name) == _fold(query)]
-    for matches in (by_id, by_name):
-        trained = [p for p in matches if p.version] or matches
-        if trained:
-            chosen = trained[0]
-            return CommandLinePersona(chosen.user_id, chosen.name, chosen.team, query)
+    try:  # the same matching as ingest: ID, display name, real name or handle
+        team, user = select_persona(query, [(p.team, p.user) for p in candidates], "under home")
+    except AmbiguousPersonaError:
+        raise
+    except PersonaError:
+        pass  # not trained here yet: resolved against each team's members later
+    else:
+        chosen = next(p for p in candidates if (p.team, p.user_id) == (team, user.id))
+        return CommandLinePersona(chosen.user_id, chosen.name, chosen.team, query)
     if SAFE_ID.fullmatch(query) and query[:1] in "UW" and query.upper() == query:
         return CommandLinePersona(query, "", selector.team, query)  # name looked up per team
     return CommandLinePersona(None, "", selector.team, query)  # a name: resolved per team later
