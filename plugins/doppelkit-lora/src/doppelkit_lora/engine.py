@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import atexit
 import inspect
+import json
 import queue
 import secrets
 import threading
@@ -35,6 +36,9 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic import BaseModel
+from rich.console import Console
 
 from doppelkit.builtins.formatters.turns import split_reply
 from doppelkit.errors import PersonaError, UserError
@@ -77,6 +81,7 @@ class Resident:
 
     name: str
     identity: AdapterIdentity
+    formatter: Formatter  # the one this version was trained with: prompts must match training
 
 
 @dataclass
@@ -167,12 +172,16 @@ class LoraEngine:
         device: str | None = None,
         max_batch: int = DEFAULT_MAX_BATCH,
         ignore_eos: bool = False,
+        context: RunContext | None = None,
     ) -> None:
         """``ignore_eos``: replies run to ``max_new_tokens`` (benchmarks compare equal work)."""
         serve_offline()
         self.ignore_eos = ignore_eos
         self.home = home
         self.formatter = formatter
+        # Components built for a persona's own formatter receive this context.
+        self.context = context or RunContext(home=home, console=Console(stderr=True))
+        self._formatters: dict[tuple[str, str], Formatter] = {}
         self.config = config or EngineConfig()
         self.model_config = model or ModelConfig()
         self.sampling = Sampling.from_config(self.config)
@@ -199,6 +208,7 @@ class LoraEngine:
             getattr(settings, "engine", None),
             getattr(settings, "model", None),
             device=getattr(context, "device", None),
+            context=context,
         )
 
     # --- Engine protocol -----------------------------------------------------------------
@@ -350,8 +360,9 @@ class LoraEngine:
         base = self._base
         assert base is not None
         persona, thread = request.persona, request.thread
-        messages = _conversation(self.formatter, thread, persona, request.bot_user_id)
-        prompt = self.formatter.render_prompt(messages, base.tokenizer)
+        formatter = self._resident[request.key].formatter
+        messages = _conversation(formatter, thread, persona, request.bot_user_id)
+        prompt = formatter.render_prompt(messages, base.tokenizer)
         prompt_ids = list(base.tokenizer.encode(prompt, add_special_tokens=False))
         cutter = ReplyCutter(
             self.config.stop, _other_speakers(thread, persona, request.bot_user_id), persona.label
@@ -398,11 +409,37 @@ class LoraEngine:
         self.stats.adapter_load_seconds.append(time.perf_counter() - started)
         if resident is not None:  # a retrain: the old version goes at once
             self._detach(resident.name)
-        self._resident[key] = Resident(name, files.identity)
+        self._resident[key] = Resident(name, files.identity, self._formatter_for(published.manifest))
         self._resident.move_to_end(key)
         self._evict(pinned | {name})
         self._resident_names = tuple(r.name for r in self._resident.values())
         return name
+
+    def _formatter_for(self, manifest: AdapterManifest) -> Formatter:
+        """The formatter ``manifest``'s adapter was trained with (name and config).
+
+        The run's formatter serves when it is that one; otherwise the trained one is rebuilt
+        from the registry, so a persona trained with ``formatter=alpaca`` or a custom system
+        prompt is never served a prompt shape it did not learn.
+        """
+        run_config = getattr(self.formatter, "config", None)
+        run_dump = run_config.model_dump(mode="json") if isinstance(run_config, BaseModel) else {}
+        if manifest.formatter == self.formatter.name and manifest.formatter_config in ({}, run_dump):
+            return self.formatter
+        key = (manifest.formatter, json.dumps(manifest.formatter_config, sort_keys=True))
+        if key not in self._formatters:
+            from doppelkit.plugins import build_registries, default_plugin_manager
+
+            component = build_registries(default_plugin_manager()).formatter.get(manifest.formatter)
+            try:
+                config = component.Config.model_validate(manifest.formatter_config)
+            except ValueError as exc:
+                raise PersonaError(
+                    f"{manifest.persona_name} ({manifest.persona_id}) {manifest.version} was trained with "
+                    f"a {manifest.formatter} formatter config this version cannot read ({exc}); retrain it."
+                ) from None
+            self._formatters[key] = component(config, self.context)
+        return self._formatters[key]
 
     def _adapter_name(self, persona: Persona, version: str) -> str:
         # PEFT keeps adapters in ModuleDicts: no dots in names. A counter keeps names unique
