@@ -171,6 +171,11 @@ class _Task:
             run_verb(self.verb, cfg, self.pm, self.registries)
         except UserError as exc:
             fail(exc, exc.exit_code)
+        except OSError as exc:
+            if exc.filename is None:
+                raise  # not about a file the user named: a bug, keep the traceback
+            # An unwritable home, a dataset.path in a missing or read-only place, a full disk.
+            fail(f"{exc.strerror or exc}: {exc.filename}. Check home= and dataset.path=.", EXIT_USAGE)
         except KeyboardInterrupt:
             fail("interrupted", 130)
 

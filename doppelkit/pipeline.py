@@ -72,9 +72,10 @@ class DatasetPaths:
 def dataset_paths(run: RunConfig, home: Home, persona: Persona) -> DatasetPaths:
     configured = run.settings.dataset.path
     train = Path(configured) if configured else home.datasets(persona.team, persona.id) / "dataset.jsonl"
-    if train.exists() and train.is_dir():
+    train = train.expanduser().resolve()
+    if train.is_dir():
         raise InputDataError(f"dataset.path={str(train)!r} is a directory; give a .jsonl file path.")
-    return DatasetPaths.beside(train.expanduser().resolve())
+    return DatasetPaths.beside(train)
 
 
 def eval_share(thread: Thread, fraction: float) -> bool:
@@ -165,6 +166,9 @@ def ingest(run: RunConfig, context: RunContext) -> IngestResult:
         if report.examples_kept == 0:
             # Raising inside the block removes the temp files: nothing half-written stays.
             raise PersonaError(no_examples_message(persona, report))
+    if eval_fraction <= 0:
+        # A held-out file from an earlier ingest now overlaps the training set: never evaluate on it.
+        paths.eval.unlink(missing_ok=True)
     report.count_scrubbed(scrubbed)
     report.dataset_sha256 = sha256_file(paths.train)
     if corpus.written is not None:
@@ -251,6 +255,13 @@ def find_dataset(run: RunConfig, home: Home) -> tuple[Persona, DatasetPaths, Dat
     return persona, paths, report
 
 
+def held_out_dataset(paths: DatasetPaths, report: DatasetReport) -> Path | None:
+    """The held-out split written by the same ingest as the dataset, if it has examples."""
+    if not report.eval_path or not report.eval_examples or not paths.eval.is_file():
+        return None
+    return paths.eval
+
+
 def train(run: RunConfig, context: RunContext, ingested: IngestResult | None = None) -> TrainResult:
     """Fine-tune and publish an adapter for the persona's dataset, on the selected backend."""
     if ingested is None:
@@ -265,7 +276,7 @@ def train(run: RunConfig, context: RunContext, ingested: IngestResult | None = N
     job = TrainJob(
         persona=persona,
         dataset=paths.train,
-        eval_dataset=paths.eval if paths.eval.is_file() and paths.eval.stat().st_size else None,
+        eval_dataset=held_out_dataset(paths, report),
         formatter=formatter,
         model=run.settings.model,
         report=report,

@@ -114,3 +114,13 @@ def test_plugins_conflict_is_named_without_traceback(monkeypatch: pytest.MonkeyP
     assert exited.value.code == 1
     err = capsys.readouterr().err
     assert "Two plugins register a backend named 'local'" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("override", ["dataset.path=/proc/nope/x.jsonl", "home=/proc/doppelkit-home"])
+def test_unwritable_places_are_a_usage_error(override: str, tmp_path: Path) -> None:
+    home = [] if override.startswith("home=") else [f"home={tmp_path}"]
+    result = run_cli(
+        ["ingest", "persona.user=maya", override, *home], env={"DOPPELKIT_LOAD_PLUGINS": "slack"}
+    )
+    assert result.returncode == 2, result.stderr
+    assert "/proc/" in result.stderr and "Traceback" not in result.stderr

@@ -38,3 +38,19 @@ def test_unknown_name_lists_what_has_a_dataset(home: Path) -> None:
     result = run_cli(["train", "persona.user=nobody-here", f"home={home}"])
     assert result.returncode == 2
     assert "with a dataset under home" in result.stderr and "U0ERIK0002" in result.stderr
+
+
+def test_reingest_without_held_out_split_removes_the_stale_one(tmp_path: Path) -> None:
+    from doppelkit.pipeline import DatasetPaths, held_out_dataset
+
+    out = tmp_path / "erik.jsonl"
+    args = ["ingest", "persona.user=erik", f"home={tmp_path / 'home'}", f"dataset.path={out}"]
+    assert run_cli(args, env=ENV).returncode == 0
+    paths = DatasetPaths.beside(out)
+    assert paths.eval.is_file()
+    assert run_cli([*args, "formatter.eval_fraction=0"], env=ENV).returncode == 0
+    assert not paths.eval.exists()
+    from doppelkit.models import DatasetReport
+
+    report = DatasetReport.model_validate_json(paths.report.read_text())
+    assert held_out_dataset(paths, report) is None
