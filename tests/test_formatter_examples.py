@@ -202,6 +202,9 @@ def test_split_reply_undoes_the_separator_and_tolerates_drift() -> None:
     assert split_reply("one\n---\ntwo\n \n---  \n\nthree") == ["one", "two", "three"]
     assert split_reply("no separator -- here --- really") == ["no separator -- here --- really"]
     assert split_reply("  \n---\n  ") == []
+    # A generated reply may open or close with the separator (a stray "---" was posted once).
+    assert split_reply("---\n\nhello") == ["hello"]
+    assert split_reply("hello\n\n---") == ["hello"]
 
 
 def test_bots_flagged_as_the_persona_are_still_bots(run_context: RunContext) -> None:

@@ -29,7 +29,8 @@ from doppelkit.mrkdwn import clean
 # this separator; the engine posts each part separately (:func:`split_reply`). A Markdown rule
 # on its own line: rare inside one Slack message, and easy for a model to learn and emit.
 REPLY_SEPARATOR = "\n\n---\n\n"
-_SEPARATOR_PATTERN = re.compile(r"\n[ \t]*---[ \t]*\n")
+# A separator line anywhere, also at the very start or end of a generated reply.
+_SEPARATOR_PATTERN = re.compile(r"(?:^|\n)[ \t]*---[ \t]*(?:\n|$)")
 
 # Message subtypes that carry something a person wrote. Everything else (joins, leaves, topic
 # and purpose changes, pins, channel renames, …) is an event, never text to learn or show.
