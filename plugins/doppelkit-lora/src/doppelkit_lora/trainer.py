@@ -460,8 +460,9 @@ class LoraTrainer:
         }
         if data.eval_split == "train":
             console.print(
-                "[yellow]no held-out threads[/]: losses below are on the training set "
-                "(set formatter.eval_fraction > 0 for a real held-out evaluation)"
+                "[yellow]no held-out threads[/]: no held-out loss and no early stopping; the "
+                "sample replies below continue training conversations (set formatter.eval_fraction "
+                "> 0 and ingest again for a real evaluation)"
             )
         print_persona_report(report, console)
         print_samples(samples, job.persona.label, console)
