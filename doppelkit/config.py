@@ -121,7 +121,8 @@ def _plain(cfg: Any) -> dict[str, Any]:
 
 
 def _drop_missing(section: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in section.items() if v != MISSING}
+    """Leave out Hydra's ``???`` (at any depth) so pydantic reports "required", not a type."""
+    return {k: _drop_missing(v) if isinstance(v, dict) else v for k, v in section.items() if v != MISSING}
 
 
 def _describe(prefix: str, error: ValidationError) -> list[str]:
@@ -145,9 +146,8 @@ def _unknown_keys(prefix: str, section: dict[str, Any], model: type[BaseModel]) 
     for key in sorted(set(section) - set(allowed)):
         close = difflib.get_close_matches(key, allowed, n=1)
         hint = f" — did you mean {close[0]!r}?" if close else ""
-        problems.append(
-            f"{prefix}.{key}: unknown key (value {section[key]!r}); allowed: {', '.join(allowed)}{hint}"
-        )
+        where = f"{prefix}.{key}" if prefix else key
+        problems.append(f"{where}: unknown key (value {section[key]!r}); allowed: {', '.join(allowed)}{hint}")
     return problems
 
 
@@ -197,18 +197,8 @@ def validate(cfg: Any, registries: Registries, needs: tuple[str, ...] = KINDS) -
         if config is not None:
             selections[kind] = Selection(kind, name, reg.component, config, reg.plugin)
 
-    core_problems = _unknown_keys("config", data, Settings)
-    for key in list(data):
-        if key not in Settings.model_fields:
-            data.pop(key)
-    settings = None
-    try:
-        settings = Settings.model_validate(
-            {k: (_drop_missing(v) if isinstance(v, dict) else v) for k, v in data.items() if v != MISSING}
-        )
-    except ValidationError as exc:
-        core_problems += _describe("", exc)
-    problems += [p.removeprefix("config.") for p in core_problems]
+    settings, core_problems = _validate_section("", data, Settings)
+    problems += core_problems
 
     if problems or settings is None:
         raise ConfigError(problems)
