@@ -17,10 +17,13 @@ Layout::
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -100,6 +103,88 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) -
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        raise
+
+
+def fsync_tree(directory: Path) -> None:
+    """fsync every regular file under ``directory`` (recursively), then every directory in it,
+    deepest first, ending with ``directory`` itself. Symlinks are not followed."""
+    for parent, dirs, files in os.walk(directory, topdown=False):
+        for name in files:
+            path = Path(parent, name)
+            if path.is_symlink():
+                continue
+            with path.open("rb") as fh:
+                os.fsync(fh.fileno())
+        for name in dirs:
+            if not Path(parent, name).is_symlink():
+                fsync_dir(Path(parent, name))
+    fsync_dir(directory)
+
+
+@contextlib.contextmanager
+def atomic_dir(
+    target: str | os.PathLike[str],
+    *,
+    replace: bool = False,
+    prefix: str | None = None,
+    before_rename: Callable[[], None] | None = None,
+) -> Iterator[Path]:
+    """Publish a directory all-or-nothing: yield a fresh staging directory beside ``target``.
+
+    The block fills the staging directory. On normal exit every file in it (recursively) and the
+    directory itself are fsynced, ``before_rename()`` is called if given (a crash-test hook),
+    the staging directory is renamed to ``target`` and the parent directory is fsynced. Readers
+    therefore see either no ``target`` (or the previous one) or the complete new one.
+
+    If the block (or any step) raises, the staging directory is removed and ``target`` is left
+    as it was. A process killed mid-way leaves the staging directory behind: it is hidden — its
+    name is ``prefix`` (default ``".<target name>."``) plus a random suffix — and it is up to the
+    caller to ignore such leftovers and remove them later (e.g. by globbing ``prefix + "*"``).
+
+    When ``target`` already exists:
+
+    * ``replace=False`` (default): :class:`FileExistsError`; the staging directory is removed and
+      ``target`` is untouched. Meant for names that must never be reused (versions ``vN``) and
+      for content-addressed caches (catch the error: whoever finished first wins). The check is
+      made just before the rename, and ``rename`` itself refuses a non-empty directory, so a
+      concurrent publisher is detected; only a concurrently created *empty* directory could be
+      replaced (POSIX has no portable no-replace rename for directories).
+    * ``replace=True``: the old ``target`` is first renamed aside to a hidden
+      ``".<target name>.old-<random>"`` beside it, the staging directory is renamed into place,
+      the parent is fsynced and only then is the old copy deleted. There is never a moment where
+      ``target`` is half-written; a crash between the two renames leaves ``target`` missing and
+      the old copy under its hidden name (removed later like any leftover matching
+      ``".<target name>."``). If renaming the new directory in fails, the old one is put back.
+    """
+    final = Path(target)
+    parent = final.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=prefix if prefix is not None else f".{final.name}.", dir=parent))
+    try:
+        yield staging
+        fsync_tree(staging)
+        if before_rename is not None:
+            before_rename()
+        aside: Path | None = None
+        if os.path.lexists(final):
+            if not replace:
+                raise FileExistsError(errno.EEXIST, "target already exists", str(final))
+            aside = parent / f".{final.name}.old-{uuid.uuid4().hex[:12]}"
+            os.rename(final, aside)
+        try:
+            os.rename(staging, final)
+        except OSError as exc:
+            if aside is not None:
+                os.rename(aside, final)  # put the previous copy back
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY) and not isinstance(exc, FileExistsError):
+                raise FileExistsError(errno.EEXIST, "target already exists", str(final)) from exc
+            raise
+        fsync_dir(parent)
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
         raise
 
 

@@ -9,7 +9,8 @@ Layout under ``home.adapters(team, user)``::
     CURRENT                   the served version's name ("v2"), replaced atomically
 
 Publishing writes a hidden staging directory, fsyncs every file and the directory, renames it
-to ``vN`` (atomic on POSIX), fsyncs the parent, and only then replaces ``CURRENT``. A crash at
+to ``vN`` (atomic on POSIX), fsyncs the parent (all of that is :func:`doppelkit.home.atomic_dir`),
+and only then replaces ``CURRENT``. A crash at
 any point leaves ``CURRENT`` naming the previous complete version; a staging directory left by
 a crash is invisible to readers and removed by the next publish. Publishers of one persona
 serialise on a lock file, so two runs never claim the same version number.
@@ -21,16 +22,14 @@ This module is the contract with the serving engine: ``current_version`` tells i
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from doppelkit.errors import UserError
-from doppelkit.home import Home, atomic_write, fsync_dir
+from doppelkit.home import Home, atomic_dir, atomic_write
 from doppelkit.models import AdapterManifest
 from doppelkit_lora.faults import crash_point
 
@@ -126,13 +125,6 @@ def _publish_lock(root: Path) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-def _fsync_tree(directory: Path) -> None:
-    for item in directory.iterdir():
-        with item.open("rb") as fh:
-            os.fsync(fh.fileno())
-    fsync_dir(directory)
-
-
 def publish(
     home: Home,
     team: str,
@@ -153,8 +145,12 @@ def publish(
             shutil.rmtree(leftover, ignore_errors=True)  # from a publisher that crashed
         taken = [version_number(e.name) for e in root.iterdir() if e.is_dir() and VERSION.match(e.name)]
         version = f"v{max(taken, default=0) + 1}"
-        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{version}-", dir=root))
-        try:
+        # Fails (rather than replaces) should vN exist: under the lock it never does.
+        with atomic_dir(
+            root / version,
+            prefix=f"{STAGING_PREFIX}{version}-",
+            before_rename=lambda: crash_point("publish:staged"),
+        ) as staging:
             write_adapter(staging)
             for item in staging.iterdir():
                 if item.name not in ADAPTER_FILES:
@@ -164,13 +160,6 @@ def publish(
                 raise ArtifactError(f"the adapter writer did not produce {', '.join(missing)}")
             stamped = manifest.model_copy(update={"version": version})
             (staging / MANIFEST).write_text(stamped.model_dump_json(indent=2) + "\n", encoding="utf-8")
-            _fsync_tree(staging)
-            crash_point("publish:staged")
-            os.rename(staging, root / version)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        fsync_dir(root)
         crash_point("publish:renamed")
         with atomic_write(root / POINTER) as fh:
             fh.write(version + "\n")

@@ -2,8 +2,9 @@
 
 A checkpoint holds the trainable (LoRA) weights, the optimizer moments, the RNG states and a
 small JSON of counters — all tensors in safetensors, nothing pickled. Each save goes to a
-staging directory that is fsynced and renamed to ``step-NNNNNNN``; then the ``LATEST`` pointer
-is replaced atomically and older steps are removed. A crash mid-save leaves the previous
+staging directory that is fsynced and renamed to ``step-NNNNNNN`` (:func:`doppelkit.home.atomic_dir`,
+whose hidden leftovers all start with ``.step-``); then the ``LATEST`` pointer is replaced
+atomically and older steps and leftovers are removed. A crash mid-save leaves the previous
 checkpoint in force.
 
 Checkpoints are keyed by everything that shapes the run (dataset, base model, formatter,
@@ -13,15 +14,13 @@ training knobs), so a run resumes only the very run it continues.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from doppelkit.home import Home, atomic_write, fsync_dir
+from doppelkit.home import Home, atomic_dir, atomic_write
 from doppelkit.models import validate_safe_id
 from doppelkit_lora.faults import crash_point
 
@@ -121,10 +120,10 @@ class Checkpoints:
     def save(self, model: Any, optimizer: Any, state: TrainState, best: dict[str, Any] | None) -> Path:
         from safetensors.torch import save_file
 
-        self.root.mkdir(parents=True, exist_ok=True)
         name = f"step-{state.step:07d}"
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.root))
-        try:
+        target = self.root / name
+        # replace: a stale copy of the same step (e.g. from a run that died before moving LATEST)
+        with atomic_dir(target, replace=True) as staging:
             optim_tensors, optim_meta = _flatten_optimizer(optimizer.state_dict())
             save_file(trainable_state(model), str(staging / "adapter.safetensors"))
             save_file({**optim_tensors, **_rng_tensors()}, str(staging / "optimizer.safetensors"))
@@ -132,17 +131,6 @@ class Checkpoints:
                 save_file(best, str(staging / "best.safetensors"))
             payload = {"state": asdict(state), "optimizer": optim_meta}
             (staging / "state.json").write_text(json.dumps(payload), encoding="utf-8")
-            for item in staging.iterdir():
-                with item.open("rb") as fh:
-                    os.fsync(fh.fileno())
-            fsync_dir(staging)
-            target = self.root / name
-            shutil.rmtree(target, ignore_errors=True)  # a stale copy of the same step
-            os.rename(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        fsync_dir(self.root)
         crash_point("checkpoint:renamed")
         with atomic_write(self.root / LATEST) as fh:
             fh.write(name + "\n")

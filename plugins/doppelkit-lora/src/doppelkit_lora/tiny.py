@@ -18,15 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from doppelkit.home import Home, fsync_dir, write_json
+from doppelkit.home import Home, atomic_dir, write_json
 from doppelkit.settings import TinyModelConfig
 from doppelkit_lora.progress import progress_bar
 
@@ -112,43 +109,29 @@ def ensure_tiny_base(
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # our own progress bar covers the build
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
     try:
-        tokenizer = train_tokenizer(texts, config)
-        tokenizer.save_pretrained(staging)
-        model = build_model(tokenizer, config)
-        stats = pretrain(model, tokenizer, texts, config, device, console)
-        model.save_pretrained(staging, safe_serialization=True)
-        write_json(
-            staging / MARKER,
-            {
-                "key": key,
-                "team": corpus.team,
-                "corpus_sha256": corpus.sha256,
-                "corpus": corpus.origin,
-                "config": config.model_dump(),
-                "texts": len(texts),
-                **stats,
-            },
-        )
-        for item in staging.iterdir():
-            _fsync_file(item)
-        fsync_dir(staging)
-        try:
-            os.rename(staging, final)
-        except OSError:
-            if not is_built(final):  # not a concurrent build that finished first
-                raise
-        fsync_dir(final.parent)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        with atomic_dir(final) as staging:
+            tokenizer = train_tokenizer(texts, config)
+            tokenizer.save_pretrained(staging)
+            model = build_model(tokenizer, config)
+            stats = pretrain(model, tokenizer, texts, config, device, console)
+            model.save_pretrained(staging, safe_serialization=True)
+            write_json(
+                staging / MARKER,
+                {
+                    "key": key,
+                    "team": corpus.team,
+                    "corpus_sha256": corpus.sha256,
+                    "corpus": corpus.origin,
+                    "config": config.model_dump(),
+                    "texts": len(texts),
+                    **stats,
+                },
+            )
+    except FileExistsError:
+        if not is_built(final):  # not a concurrent build that finished first
+            raise
     return TinyBase(final, key, built=True)
-
-
-def _fsync_file(path: Path) -> None:
-    with path.open("rb") as fh:
-        os.fsync(fh.fileno())
 
 
 def train_tokenizer(texts: Sequence[str], config: TinyModelConfig) -> Any:
