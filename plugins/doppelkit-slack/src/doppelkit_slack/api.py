@@ -9,6 +9,11 @@ pages every history and thread with cursors, honours ``Retry-After``, adapts to 
 bounds concurrency and is resumable: see :mod:`doppelkit_slack.checkpoint` for where progress
 lives and when raw messages are deleted. Messages become threads with the same code as the
 export source (:func:`doppelkit_slack.export.assemble_threads`), so both read a workspace alike.
+
+Scrubbing: every message is passed through the ``scrub_message`` hooks (:class:`MessageScrubber`)
+*before* it is journaled, so secrets and emails never reach ``home/state/scrape`` in the clear.
+What was removed is kept in the journal per message and added to the dataset report as each
+thread is yielded (``ingest`` scrubs again, but finds nothing left in redacted text).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,14 +34,89 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from doppelkit.errors import ConfigError, UserError
 from doppelkit.interfaces import RunContext
 from doppelkit.models import DatasetReport, Thread, User, Workspace, validate_safe_id
-from doppelkit_slack.checkpoint import ScrapeCheckpoint
-from doppelkit_slack.export import assemble_threads, bot_names_from_users, user_from_record
+from doppelkit.plugins import scrub
+from doppelkit.settings import ScrubConfig
+from doppelkit_slack.checkpoint import MessageRedactor, ScrapeCheckpoint
+from doppelkit_slack.export import (
+    _blocks_text,
+    _bot_text,
+    assemble_threads,
+    bot_names_from_users,
+    user_from_record,
+)
 from doppelkit_slack.reader import Channel
 from doppelkit_slack.scraper import ChannelRef, ChannelScraper, PageSize
 from doppelkit_slack.webclient import DEFAULT_API_URL, SlackAuthError, SlackCaller, SlackCallError
 
 TOKEN_ENV = "SLACK_BOT_TOKEN"
 LIST_PAGE_SIZE = 200  # users.list / conversations.list: not capped like message pages
+
+# Keys whose string values (at any depth of a raw message) are redacted before journaling:
+# ``text`` (the message, rich-text ``blocks`` leaves, ``attachments``), the attachment fields a
+# bot's text is rebuilt from, and file titles and snippet previews (never used, never kept raw).
+TEXT_KEYS = frozenset({"text", "fallback", "pretext", "title", "preview"})
+
+
+def message_text(raw: dict[str, Any]) -> str:
+    """The text the export normaliser gives a raw message: ``text``, else its rich-text blocks,
+    else (it only uses them for bots) its attachments."""
+    text = raw.get("text")
+    if not isinstance(text, str):
+        text = "" if text is None else str(text)
+    if not text and "blocks" in raw:
+        text = _blocks_text(raw)
+    return text or _bot_text(raw)
+
+
+class MessageScrubber:
+    """Redacts one raw Web API message with the ``scrub_message`` chain, before it is journaled.
+
+    Every string under a :data:`TEXT_KEYS` key is scrubbed, at any depth. The counts are those
+    of the message's text as ``ingest`` will see it (:func:`message_text`), less what is still
+    found in the redacted text (a secret split across rich-text leaves): ``ingest`` finds and
+    counts that itself, so nothing is counted twice.
+    """
+
+    def __init__(self, hook: Any, config: ScrubConfig | None = None) -> None:
+        self.hook = hook
+        self.config = config
+
+    def _scrub(self, text: str, counts: Counter[str] | None = None) -> str:
+        def record(kind: str, n: int) -> None:
+            if counts is not None:
+                counts[kind] += n
+
+        return scrub(self.hook, text, record, self.config) if text else text
+
+    def _redact(self, value: Any, key: str | None) -> Any:
+        if isinstance(value, str):
+            return self._scrub(value) if key in TEXT_KEYS else value
+        if isinstance(value, dict):
+            return {k: self._redact(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._redact(v, key) for v in value]
+        return value
+
+    def __call__(self, message: dict[str, Any]) -> tuple[dict[str, Any], dict[str, int]]:
+        found: Counter[str] = Counter()
+        self._scrub(message_text(message), found)
+        redacted: dict[str, Any] = self._redact(message, None)
+        if not found:
+            return redacted, {}
+        left: Counter[str] = Counter()
+        self._scrub(message_text(redacted), left)
+        return redacted, dict(found - left)
+
+
+def thread_scrubbed(thread: Thread, scrubbed: dict[str, dict[str, int]]) -> Counter[str]:
+    """What was redacted from the thread's messages at journal time (``scrubbed``: by ts).
+
+    Only messages that reach ``ingest`` with text count, as they would had ``ingest`` found them."""
+    counts: Counter[str] = Counter()
+    for message in thread.messages:
+        if message.text and message.ts in scrubbed:
+            counts.update(scrubbed[message.ts])
+    return counts
 
 
 @dataclass
@@ -118,6 +199,13 @@ class SlackApiSource:
         self.config = config
         self.context = context
         self._session: _Session | None = None
+
+    def _redactor(self) -> MessageRedactor | None:
+        """The journal's redaction: the run's ``scrub_message`` hooks with its ``scrub`` section."""
+        if self.context.hook is None:
+            return None
+        config = getattr(getattr(self.context.settings, "settings", None), "scrub", None)
+        return MessageScrubber(self.context.hook, config if isinstance(config, ScrubConfig) else None)
 
     # -- connection ----------------------------------------------------------------------
 
@@ -256,6 +344,7 @@ class SlackApiSource:
         )
         bot_users = frozenset(u.id for u in session.users if u.is_bot)
         bot_names = bot_names_from_users(session.user_records)
+        redact = self._redactor()
         with checkpoint.locked():
             plan = self._plan(session, checkpoint)
             channels = [ChannelRef(**c) for c in plan["channels"]]
@@ -267,10 +356,11 @@ class SlackApiSource:
                 try:
                     for ref in channels:
                         progress.start_channel(ref.name)
-                        raw = self._channel_messages(
-                            session, checkpoint, pool, ref, plan, pages, progress, report
+                        fetched = self._channel_messages(
+                            session, checkpoint, pool, ref, plan, pages, progress, report, redact
                         )
-                        if raw is not None:
+                        if fetched is not None:
+                            raw, scrubbed = fetched
                             channel = Channel(ref.id, ref.name, ref.private, None, {})
                             threads = assemble_threads(
                                 raw,
@@ -281,7 +371,10 @@ class SlackApiSource:
                                 bot_names=bot_names,
                             )
                             del raw  # one channel in memory at a time
-                            yield from threads
+                            for thread in threads:
+                                # Redacted before journaling: ingest's own scrub finds nothing.
+                                report.count_scrubbed(thread_scrubbed(thread, scrubbed))
+                                yield thread
                         progress.finish_channel()
                 finally:
                     pool.shutdown(wait=True, cancel_futures=True)  # running fetches finish and journal
@@ -297,14 +390,16 @@ class SlackApiSource:
         pages: PageSize,
         progress: _ScrapeProgress,
         report: DatasetReport,
-    ) -> list[dict[str, Any]] | None:
-        """The channel's raw messages (top level and replies), or None if it cannot be read."""
+        redact: MessageRedactor | None,
+    ) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]] | None:
+        """The channel's raw (redacted) messages, top level and replies, with what was scrubbed
+        from them by message ts; None if the channel cannot be read."""
         if not ref.is_member and self.config.join_channels and not ref.private:
             session.caller.call("conversations.join", channel=ref.id)
         scraper = ChannelScraper(
             session.caller,
             pool,
-            checkpoint.journal(ref.id),
+            checkpoint.journal(ref.id, redact),
             ref,
             latest=plan["latest"],
             oldest=plan["oldest"],
@@ -328,7 +423,7 @@ class SlackApiSource:
         raw = list(fetched.history.values())
         for messages in fetched.threads.values():
             raw.extend(messages)
-        return raw
+        return raw, fetched.scrubbed
 
 
 class _ScrapeProgress:

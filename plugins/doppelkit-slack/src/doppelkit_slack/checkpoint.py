@@ -17,6 +17,12 @@ torn or corrupt tail is cut off (its page or thread is simply fetched again). Re
 * ``{"thread": ts, "messages": [messages…]}`` — every reply page of one thread, written once
   the thread is complete, so a finished thread is never fetched again.
 
+Either record may carry ``"scrubbed": {message ts: {kind: n}}``. A journal built with a
+``redact`` function (:data:`MessageRedactor`) passes every message through it before the record
+is written, so text it removes never reaches disk; what it removed is counted per message, keyed
+by ``ts`` (a thread's root is in a history page and in its thread record: keyed, it is counted
+once), so whoever reads the journal back can report it. Journal files are created mode 0600.
+
 Retention: raw messages stay here only while a scrape is unfinished. When the source's thread
 stream has been read to the end (the ingest consumed every thread), the whole team directory
 is deleted. A scrape that is interrupted (killed, network down, Ctrl-C) keeps its journals so
@@ -30,7 +36,7 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +46,10 @@ from doppelkit.home import write_json
 
 PLAN_VERSION = 1
 
+MessageRedactor = Callable[[dict[str, Any]], tuple[dict[str, Any], dict[str, int]]]
+"""Takes one raw message; returns it with sensitive text redacted (a new dict: the argument is
+not changed) and how many items of each kind were removed (``{}`` when none)."""
+
 
 @dataclass
 class ChannelProgress:
@@ -48,6 +58,19 @@ class ChannelProgress:
     history: dict[str, dict[str, Any]] = field(default_factory=dict)  # ts → top-level message
     history_done: bool = False
     threads: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # root ts → messages
+    scrubbed: dict[str, dict[str, int]] = field(default_factory=dict)  # message ts → kind → count
+
+    def apply(self, record: dict[str, Any]) -> None:
+        """Add one journal record (as written, or read back)."""
+        if "history" in record:
+            for message in record["history"]:
+                self.history[message["ts"]] = message
+            self.history_done = not record.get("more")
+        elif "thread" in record:
+            self.threads[record["thread"]] = record["messages"]
+        scrubbed = record.get("scrubbed")
+        if isinstance(scrubbed, dict):
+            self.scrubbed.update(scrubbed)
 
     @property
     def oldest_ts(self) -> str | None:
@@ -58,8 +81,9 @@ class ChannelProgress:
 class ChannelJournal:
     """The append-only journal of one channel. Appends are thread-safe."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, redact: MessageRedactor | None = None) -> None:
         self.path = path
+        self.redact = redact
         self._lock = threading.Lock()
 
     def load(self) -> ChannelProgress:
@@ -78,21 +102,25 @@ class ChannelJournal:
                 break
             if not isinstance(record, dict):
                 break
-            self._apply(progress, record)
+            progress.apply(record)
             good += len(line)
         if good < len(data):
             with self.path.open("r+b") as fh:  # later appends must not land after garbage
                 fh.truncate(good)
         return progress
 
-    @staticmethod
-    def _apply(progress: ChannelProgress, record: dict[str, Any]) -> None:
-        if "history" in record:
-            for message in record["history"]:
-                progress.history[message["ts"]] = message
-            progress.history_done = not record.get("more")
-        elif "thread" in record:
-            progress.threads[record["thread"]] = record["messages"]
+    def _redacted(self, messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """The messages as they may be written, and ``{"scrubbed": …}`` if anything was removed."""
+        if self.redact is None:
+            return messages, {}
+        clean: list[dict[str, Any]] = []
+        scrubbed: dict[str, dict[str, int]] = {}
+        for message in messages:
+            redacted, counts = self.redact(message)
+            clean.append(redacted)
+            if counts:
+                scrubbed[message["ts"]] = counts
+        return clean, ({"scrubbed": scrubbed} if scrubbed else {})
 
     def _append(self, record: dict[str, Any]) -> None:
         line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
@@ -104,11 +132,19 @@ class ChannelJournal:
             finally:
                 os.close(fd)
 
-    def add_history_page(self, messages: list[dict[str, Any]], more: bool) -> None:
-        self._append({"history": messages, "more": more})
+    def add_history_page(self, messages: list[dict[str, Any]], more: bool) -> dict[str, Any]:
+        """Journal one history page; returns the record written (redacted messages)."""
+        clean, scrubbed = self._redacted(messages)
+        record = {"history": clean, "more": more, **scrubbed}
+        self._append(record)
+        return record
 
-    def add_thread(self, root_ts: str, messages: list[dict[str, Any]]) -> None:
-        self._append({"thread": root_ts, "messages": messages})
+    def add_thread(self, root_ts: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        """Journal one finished thread; returns the record written (redacted messages)."""
+        clean, scrubbed = self._redacted(messages)
+        record = {"thread": root_ts, "messages": clean, **scrubbed}
+        self._append(record)
+        return record
 
 
 class ScrapeCheckpoint:
@@ -122,8 +158,8 @@ class ScrapeCheckpoint:
     def plan_path(self) -> Path:
         return self.root / "plan.json"
 
-    def journal(self, channel_id: str) -> ChannelJournal:
-        return ChannelJournal(self.root / "channels" / f"{channel_id}.jsonl")
+    def journal(self, channel_id: str, redact: MessageRedactor | None = None) -> ChannelJournal:
+        return ChannelJournal(self.root / "channels" / f"{channel_id}.jsonl", redact)
 
     def load_plan(self) -> dict[str, Any] | None:
         try:

@@ -4,7 +4,9 @@ History is paged newest first on the calling thread; each thread root found is h
 bounded worker pool that pages ``conversations.replies``. Every page of history and every
 finished thread goes to the channel's journal (:mod:`doppelkit_slack.checkpoint`) as soon as
 it arrives, so an interrupted scrape resumes where it stopped: history from the oldest
-message already fetched, and only the threads not yet finished.
+message already fetched, and only the threads not yet finished. What the scraper keeps in
+memory is what the journal wrote (redacted, if the journal redacts), so a fresh fetch and a
+resumed one hand on the same messages and the same scrub counts.
 
 Pages are never assumed full: a server may cap ``limit`` (Slack caps non-Marketplace apps at
 15 messages), so paging follows ``next_cursor`` only, and later requests ask for the cap seen.
@@ -103,7 +105,7 @@ class ChannelScraper:
         came from the journal instead of the API."""
         progress = self.journal.load()
         resumed = len(progress.threads)
-        futures: dict[Future[list[dict[str, Any]]], str] = {}
+        futures: dict[Future[dict[str, Any]], str] = {}
         submitted: set[str] = set(progress.threads)
 
         def submit(messages: list[dict[str, Any]]) -> None:
@@ -119,7 +121,7 @@ class ChannelScraper:
             if not progress.history_done:
                 self._fetch_history(progress, submit)
             for future in as_completed(futures):
-                progress.threads[futures[future]] = future.result()
+                progress.apply(future.result())
         except BaseException:
             for future in futures:
                 future.cancel()  # not started yet: no request is made for it
@@ -150,17 +152,15 @@ class ChannelScraper:
                     f"Slack returned the same conversations.history cursor twice for #{self.channel.name}."
                 )
             self.pages.observe(asked, len(messages), new_cursor is not None)
-            self.journal.add_history_page(messages, more=new_cursor is not None)
-            for message in messages:
-                progress.history[message["ts"]] = message
-            submit(messages)
+            record = self.journal.add_history_page(messages, more=new_cursor is not None)
+            progress.apply(record)  # also marks the history done after its last page
+            submit(record["history"])
             if new_cursor is None:
-                progress.history_done = True
                 return
             cursor = new_cursor
 
-    def _fetch_thread(self, root_ts: str) -> list[dict[str, Any]]:
-        """Every page of one thread; journaled only once complete."""
+    def _fetch_thread(self, root_ts: str) -> dict[str, Any]:
+        """Every page of one thread, journaled only once complete; returns the journal record."""
         messages: list[dict[str, Any]] = []
         cursor: str | None = None
         while True:
@@ -190,6 +190,6 @@ class ChannelScraper:
             if new_cursor is None:
                 break
             cursor = new_cursor
-        self.journal.add_thread(root_ts, messages)
+        record = self.journal.add_thread(root_ts, messages)
         self.on_thread_done()
-        return messages
+        return record
