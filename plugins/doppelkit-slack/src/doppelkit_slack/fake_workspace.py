@@ -602,28 +602,13 @@ class FakeWorkspace:
         if cursor := _param(params, "cursor"):
             before = ts_key(_decode_cursor(cursor, "history"))
         limit = self.page_size(params, capped=True)
-        page: list[str] = []
-        has_more = False
-        for ts in reversed(conversation.top_level()):  # newest first
-            key = ts_key(ts)
-            if key >= before or not _within(key, oldest, latest, inclusive):
-                continue
-            if len(page) == limit:
-                has_more = True
-                break
-            page.append(ts)
-        response: dict[str, Any] = {
-            "ok": True,
-            "messages": [
-                _with_metadata(conversation.served(conversation.messages[ts]), params) for ts in page
-            ],
-            "has_more": has_more,
-            "pin_count": 0,
-            "channel_actions_ts": None,
-            "channel_actions_count": 0,
-        }
-        if has_more:
-            response["response_metadata"] = {"next_cursor": _encode_cursor("history", page[-1])}
+        newest_first = [
+            ts
+            for ts in reversed(conversation.top_level())
+            if ts_key(ts) < before and _within(ts_key(ts), oldest, latest, inclusive)
+        ]
+        response = _message_page(conversation, newest_first, limit, params, "history")
+        response.update(pin_count=0, channel_actions_ts=None, channel_actions_count=0)
         return response
 
     def conversations_replies(self, params: Params) -> dict[str, Any]:
@@ -641,26 +626,10 @@ class FakeWorkspace:
         if cursor := _param(params, "cursor"):
             after = ts_key(_decode_cursor(cursor, "replies"))
         limit = self.page_size(params, capped=True, default=1000)
-        page: list[str] = []
-        has_more = False
-        for ts in thread:  # oldest first; the root only on the first page
-            key = ts_key(ts)
-            if key <= after or not _within(key, oldest, latest, inclusive):
-                continue
-            if len(page) == limit:
-                has_more = True
-                break
-            page.append(ts)
-        response: dict[str, Any] = {
-            "ok": True,
-            "messages": [
-                _with_metadata(conversation.served(conversation.messages[ts]), params) for ts in page
-            ],
-            "has_more": has_more,
-        }
-        if has_more:
-            response["response_metadata"] = {"next_cursor": _encode_cursor("replies", page[-1])}
-        return response
+        oldest_first = [  # the root only on the first page
+            ts for ts in thread if ts_key(ts) > after and _within(ts_key(ts), oldest, latest, inclusive)
+        ]
+        return _message_page(conversation, oldest_first, limit, params, "replies")
 
     # -- chat ----------------------------------------------------------------------------
 
@@ -791,6 +760,21 @@ def _with_metadata(message: dict[str, Any], params: Params) -> dict[str, Any]:
     if "metadata" in message and not _flag(params, "include_all_metadata"):
         return {k: v for k, v in message.items() if k != "metadata"}
     return message
+
+
+def _message_page(
+    conversation: Conversation, ordered: list[str], limit: int, params: Params, cursor_kind: str
+) -> dict[str, Any]:
+    """One page of ``ordered`` message timestamps, with a cursor when more follow."""
+    page = ordered[:limit]
+    response: dict[str, Any] = {
+        "ok": True,
+        "messages": [_with_metadata(conversation.served(conversation.messages[ts]), params) for ts in page],
+        "has_more": len(ordered) > limit,
+    }
+    if response["has_more"]:
+        response["response_metadata"] = {"next_cursor": _encode_cursor(cursor_kind, page[-1])}
+    return response
 
 
 def _bounds(params: Params, now: float) -> tuple[float, float, bool]:
