@@ -220,21 +220,12 @@ class PersonaStore:
                             f"This workspace already has {count} personas (the limit is {limit}); "
                             "`/doppel forget` one first."
                         )
-                try:
-                    with conn.begin_nested():
-                        conn.execute(
-                            self.personas.insert().values(
-                                team=team,
-                                user_id=user_id,
-                                name=name,
-                                state=SCRAPING,
-                                requested_by=requested_by,
-                                created_at=stamp,
-                                updated_at=stamp,
-                            )
-                        )
-                except IntegrityError:
-                    raise PersonaBusy(f"{name} is already being trained.") from None
+                inserted = self._insert_new(
+                    conn, team=team, user_id=user_id, name=name, state=SCRAPING,
+                    requested_by=requested_by, created_at=stamp, updated_at=stamp,
+                )  # fmt: skip
+                if not inserted:
+                    raise PersonaBusy(f"{name} is already being trained.")
             else:
                 claimed = conn.execute(
                     self.personas.update()
@@ -284,25 +275,28 @@ class PersonaStore:
                 .values(state=TRAINED, name=name, version=version, error=None, updated_at=stamp)
             ).rowcount
             if not updated:
-                try:
-                    with conn.begin_nested():
-                        conn.execute(
-                            self.personas.insert().values(
-                                team=team,
-                                user_id=user_id,
-                                name=name,
-                                state=TRAINED,
-                                version=version,
-                                created_at=stamp,
-                                updated_at=stamp,
-                            )
-                        )
-                except IntegrityError:
-                    pass  # a training run holds it; leave that run's state alone
+                # Not inserted: a training run holds the row; leave that run's state alone.
+                self._insert_new(
+                    conn, team=team, user_id=user_id, name=name, state=TRAINED, version=version,
+                    created_at=stamp, updated_at=stamp,
+                )  # fmt: skip
             row = conn.execute(sa.select(self.personas).where(self._where(team, user_id))).first()
         record = self._row(row)
         assert record is not None
         return record
+
+    def _insert_new(self, conn: sa.Connection, **values: object) -> bool:
+        """Insert a persona row unless (team, user) exists; False when the unique key refused it.
+
+        The savepoint keeps the surrounding transaction usable after the refusal (PostgreSQL
+        aborts a transaction on an integrity error otherwise).
+        """
+        try:
+            with conn.begin_nested():
+                conn.execute(self.personas.insert().values(**values))
+        except IntegrityError:
+            return False
+        return True
 
     def fail_interrupted(self, reason: str = "interrupted: the bot restarted during training") -> int:
         """Mark runs a previous process left in ``scraping``/``training`` as failed (on start)."""
