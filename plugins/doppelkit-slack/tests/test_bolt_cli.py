@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ from bolt_support import (
     SECRET,
     TEAM,
     TOKEN,
-    fake_slack,
     store_event_message,
     wait_for_posts,
 )
@@ -32,12 +30,6 @@ from doppelkit_slack.bolt.frontend import BoltConfig
 from doppelkit_slack.bolt.server import listening_socket
 from doppelkit_slack.testing import FakeSlack
 from doppelkit_slack.testing_events import EventSender, app_mention
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with fake_slack() as fake:
-        yield fake
 
 
 def serve(home: Path, *args: str, env: dict[str, str]) -> subprocess.Popen[str]:

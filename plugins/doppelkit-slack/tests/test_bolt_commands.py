@@ -10,19 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bolt_support import TEAM, Bot, fake_slack, start_bot, stop_bot, wait_for_posts, wait_until
+from bolt_support import TEAM, Bot, start_bot, stop_bot, wait_for_posts, wait_until
 
 from doppelkit.errors import UserError
 from doppelkit.models import Persona
 from doppelkit.testing.fakes import EchoEngine
 from doppelkit_slack.store import FAILED, TRAINED
 from doppelkit_slack.testing import FakeSlack
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with fake_slack() as fake:
-        yield fake
 
 
 class FakeSteps:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ from bolt_support import (
     ROOT_TS,
     TEAM,
     Bot,
-    fake_slack,
     replies,
     start_bot,
     stop_bot,
@@ -36,19 +34,6 @@ from doppelkit_slack.bolt import BoltFrontend
 from doppelkit_slack.bolt.frontend import BoltConfig
 from doppelkit_slack.testing import FakeSlack
 from doppelkit_slack.testing_events import app_mention, channel_message, event_envelope
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with fake_slack() as fake:
-        yield fake
-
-
-@pytest.fixture
-def bot(tmp_path: Path, slack: FakeSlack) -> Iterator[Bot]:
-    made = start_bot(tmp_path, slack, EchoEngine(versions={(TEAM, "U_ANN"): "v1"}))
-    yield made
-    stop_bot(made)
 
 
 def test_a_signed_mention_gets_exactly_one_threaded_reply_from_the_persona(bot: Bot) -> None:

@@ -13,7 +13,6 @@ from bolt_support import (
     ROOT_TS,
     TEAM,
     TOKEN,
-    fake_slack,
     store_event_message,
     wait_for_posts,
 )
@@ -25,12 +24,6 @@ from doppelkit_slack.bolt.runtime import BoltRuntime, build_runtime
 from doppelkit_slack.bolt.server import run_socket_mode_request
 from doppelkit_slack.testing import FakeSlack
 from doppelkit_slack.testing_events import app_mention, event_envelope, slash_command
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with fake_slack() as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -5,30 +5,14 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from bolt_support import BOT_ID, BOT_USER, TEAM, Bot, fake_slack, start_bot, stop_bot
+from bolt_support import BOT_ID, BOT_USER, TEAM, Bot
 
 from doppelkit.home import Home
-from doppelkit.testing.fakes import EchoEngine
-from doppelkit_slack.testing import FakeSlack
 
 OTHER_TEAM = "T0002"
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with fake_slack() as fake:
-        yield fake
-
-
-@pytest.fixture
-def bot(tmp_path: Path, slack: FakeSlack) -> Iterator[Bot]:
-    made = start_bot(tmp_path, slack, EchoEngine(versions={(TEAM, "U_ANN"): "v1"}))
-    yield made
-    stop_bot(made)
 
 
 def seed_workspace(home: Home, team: str) -> list[Path]:
