@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
-from pydantic import BaseModel, ConfigDict
 
 from doppelkit.builtins.formatters import ChatFormatter
-from doppelkit.config import RunConfig, Selection
+from doppelkit.config import RunConfig
 from doppelkit.interfaces import RunContext
-from doppelkit.models import DatasetReport, Example, Thread, User, Workspace
+from doppelkit.models import Example, Thread, User, Workspace
 from doppelkit.pipeline import eval_share, ingest
-from doppelkit.settings import ScrubConfig, Settings
+from doppelkit.settings import ScrubConfig
 from doppelkit.testing.samples import ANN, BOB, PERSONA_ID, TEAM, message
+from doppelkit.testing.workspaces import ingest_config
 
 WORKSPACE = Workspace(
     team=TEAM,
@@ -57,33 +56,8 @@ def workspace_threads(n_threads: int = 40) -> list[Thread]:
     return threads
 
 
-class FakeSource:
-    name: ClassVar[str] = "fake"
-
-    class Config(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-
-    def __init__(self, config: Any, context: RunContext) -> None:
-        pass
-
-    def workspace(self) -> Workspace:
-        return WORKSPACE
-
-    def threads(self, report: DatasetReport) -> Iterator[Thread]:
-        yield from workspace_threads()
-
-
 def run_config(home: Path, scrub: ScrubConfig | None = None, **formatter_options: Any) -> RunConfig:
-    settings = Settings.model_validate(
-        {"home": home, "persona": {"user": "Erik"}, "scrub": scrub or ScrubConfig()}
-    )
-    selections = {
-        "source": Selection("source", "fake", FakeSource, FakeSource.Config(), "test"),
-        "formatter": Selection(
-            "formatter", "chat", ChatFormatter, ChatFormatter.Config(**formatter_options), "test"
-        ),
-    }
-    return RunConfig(settings=settings, selections=selections)
+    return ingest_config(home, WORKSPACE, workspace_threads(), "Erik", scrub=scrub, **formatter_options)
 
 
 def read(path: Path) -> list[Example]:

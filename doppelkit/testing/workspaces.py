@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from doppelkit.config import RunConfig, Selection
 from doppelkit.interfaces import RunContext
 from doppelkit.models import DatasetReport, Thread, Workspace
+from doppelkit.settings import ScrubConfig
 
 
 def static_source(workspace: Workspace, threads: Sequence[Thread]) -> type[Any]:
@@ -44,6 +45,7 @@ def ingest_config(
     workspace: Workspace,
     threads: Sequence[Thread],
     persona: str,
+    scrub: ScrubConfig | None = None,
     **formatter_options: Any,
 ) -> RunConfig:
     """The run config of ``doppelkit ingest persona.user=<persona>`` over these threads."""
@@ -51,7 +53,9 @@ def ingest_config(
     from doppelkit.settings import Settings
 
     source = static_source(workspace, threads)
-    settings = Settings.model_validate({"home": home, "persona": {"user": persona}})
+    settings = Settings.model_validate(
+        {"home": home, "persona": {"user": persona}, "scrub": scrub or ScrubConfig()}
+    )
     formatter = ChatFormatter.Config(**formatter_options)
     return RunConfig(
         settings=settings,
