@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from doppelkit.home import Home
 from doppelkit.models import (
+    AdapterManifest,
     ChatMessage,
     DatasetReport,
     Example,
@@ -149,6 +150,10 @@ class Engine(Protocol):
 
     def current_version(self, team: str, user: str) -> str | None:
         """The published adapter version that would answer for this persona, or None."""
+        ...
+
+    def personas(self) -> list[AdapterManifest]:
+        """The current manifest of every published persona this engine can serve."""
         ...
 
     def stream(self, persona: Persona, thread: Thread, *, bot_user_id: str | None = None) -> Iterator[str]:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from doppelkit.models import Persona, Thread
+from doppelkit.models import AdapterManifest, Persona, Thread
 
 
 @dataclass
@@ -30,7 +30,8 @@ class EchoEngine:
       unless ``every_persona_trained`` is true;
     * ``delay`` — seconds each reply takes (a busy model);
     * ``reply_text`` / ``messages`` — fixed output: one text, or several separate messages;
-    * ``fail_with`` — raise this exception instead of answering.
+    * ``fail_with`` — raise this exception instead of answering;
+    * ``labels`` — display names of the personas in ``versions`` (``personas()`` manifests).
     """
 
     versions: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -39,6 +40,7 @@ class EchoEngine:
     reply_text: str | None = None
     messages: list[str] | None = None
     fail_with: BaseException | None = None
+    labels: dict[str, str] = field(default_factory=dict)  # user ID → name in personas() ("" if absent)
     calls: list[EngineCall] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -46,6 +48,24 @@ class EchoEngine:
         if (team, user) in self.versions:
             return self.versions[(team, user)]
         return "v1" if self.every_persona_trained else None
+
+    def personas(self) -> list[AdapterManifest]:
+        """A manifest per persona listed in ``versions`` with a version (names: ``labels``)."""
+        return [
+            AdapterManifest(
+                version=version,
+                team=team,
+                persona_id=user,
+                persona_name=self.labels.get(user, ""),
+                base_model="echo",
+                trainer="echo",
+                formatter="chat",
+                template_hash="",
+                dataset_hash="",
+                doppelkit_version="",
+            )
+            for (team, user), version in sorted(self.versions.items())
+        ]
 
     def _answer(self, persona: Persona, thread: Thread) -> list[str]:
         if self.messages is not None:

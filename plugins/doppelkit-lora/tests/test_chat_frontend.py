@@ -12,7 +12,7 @@ from engine_testkit import ERIK, MAYA, build_tiny_base, publish_random_adapter
 from doppelkit.errors import PersonaError
 from doppelkit.home import Home
 from doppelkit.interfaces import RunContext
-from doppelkit.models import Persona, PersonaSelector, Thread
+from doppelkit.models import AdapterManifest, Persona, PersonaSelector, Thread
 from doppelkit.testing import run_cli
 from doppelkit.testing.contracts import FrontendContract
 from doppelkit_lora.chat_frontend import YOU_ID, ChatFrontend, MessageStream
@@ -44,6 +44,9 @@ class ScriptedEngine:
 
     def current_version(self, team: str, user: str) -> str | None:
         return "v1"
+
+    def personas(self) -> list[AdapterManifest]:
+        return []  # the chat frontend finds its persona under home, not through the engine
 
     def stream(self, persona: Persona, thread: Thread, *, bot_user_id: str | None = None) -> Iterator[str]:
         yield "\n\n---\n\n".join(self.reply(persona, thread))

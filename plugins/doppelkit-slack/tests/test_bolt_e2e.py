@@ -225,6 +225,9 @@ class CountingEngine:
     def current_version(self, team: str, user: str) -> str | None:
         return self.engine.current_version(team, user)
 
+    def personas(self) -> list[Any]:
+        return self.engine.personas()
+
     def reply(self, persona: Any, thread: Any, *, bot_user_id: str | None = None) -> list[str]:
         self.replies += 1
         return self.engine.reply(persona, thread, bot_user_id=bot_user_id)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,8 @@ from typing import Any
 import pytest
 
 from doppelkit.home import Home
-from doppelkit.models import PersonaSelector
+from doppelkit.models import DatasetReport, PersonaSelector, User
+from doppelkit.testing.fakes import EchoEngine
 from doppelkit_slack.bolt.avatar import disguise
 from doppelkit_slack.bolt.guard import RequestGuard
 from doppelkit_slack.bolt.personas import published_personas, resolve_command_line_persona
@@ -67,26 +67,33 @@ def test_disguise_draws_on_the_avatar() -> None:
         assert result.convert("RGB").getpixel((10, 180))[0] > 200  # the rest is untouched
 
 
-def _publish(home: Home, team: str, user: str, name: str, version: str = "v1") -> None:
-    folder = home.adapters(team, user) / version
-    folder.mkdir(parents=True)
-    (folder / "manifest.json").write_text(json.dumps({"persona_name": name}))
-    (folder.parent / "CURRENT").write_text(version)
-
-
-def test_command_line_persona_resolves_from_home(tmp_path: Path) -> None:
+def test_command_line_persona_resolves_from_what_the_engine_serves(tmp_path: Path) -> None:
     home = Home.at(tmp_path)
-    _publish(home, "T1", "U0ERIK", "Erik L")
-    assert [p.name for p in published_personas(home)] == ["Erik L"]
-    by_name = resolve_command_line_persona(PersonaSelector(user="erik l"), home)
+    engine = EchoEngine(versions={("T1", "U0ERIK"): "v1"}, labels={"U0ERIK": "Erik L"})
+    assert [p.name for p in published_personas(home, engine)] == ["Erik L"]
+    by_name = resolve_command_line_persona(PersonaSelector(user="erik l"), home, engine)
     assert by_name is not None and (by_name.user_id, by_name.team) == ("U0ERIK", "T1")
-    by_id = resolve_command_line_persona(PersonaSelector(user="U0ERIK"), home)
+    by_id = resolve_command_line_persona(PersonaSelector(user="U0ERIK"), home, engine)
     assert by_id is not None and by_id.team == "T1"
-    unknown_id = resolve_command_line_persona(PersonaSelector(user="U0OTHER"), home)
+    unknown_id = resolve_command_line_persona(PersonaSelector(user="U0OTHER"), home, engine)
     assert unknown_id is not None and (unknown_id.user_id, unknown_id.team) == ("U0OTHER", None)
-    a_name = resolve_command_line_persona(PersonaSelector(user="maya"), home)
+    a_name = resolve_command_line_persona(PersonaSelector(user="maya"), home, engine)
     assert a_name is not None and a_name.user_id is None and a_name.query == "maya"
-    assert resolve_command_line_persona(PersonaSelector(), home) is None
+    assert resolve_command_line_persona(PersonaSelector(), home, engine) is None
+
+
+def test_personas_with_only_a_dataset_are_listed_untrained(tmp_path: Path) -> None:
+    home = Home.at(tmp_path)
+    maya = User(id="U0MAYA", name="maya.okafor", display_name="maya", real_name="Maya Okafor")
+    report = DatasetReport(team="T1", persona_id="U0MAYA", persona_name="maya", persona_user=maya)
+    path = home.datasets("T1", "U0MAYA") / "dataset.report.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(report.model_dump_json())
+    (path.parent.parent / "stray.report.json").write_text("{not json")
+    listed = published_personas(home, EchoEngine())
+    assert [(p.user_id, p.version, p.user.real_name) for p in listed] == [("U0MAYA", None, "Maya Okafor")]
+    chosen = resolve_command_line_persona(PersonaSelector(user="Maya Okafor"), home, EchoEngine())
+    assert chosen is not None and (chosen.user_id, chosen.team) == ("U0MAYA", "T1")
 
 
 def _guarded_status(guard: RequestGuard, headers: dict[str, str], body: bytes) -> int:

@@ -217,6 +217,11 @@ class LoraEngine:
         published = self._published(team, user)
         return published.version if published else None
 
+    def personas(self) -> list[AdapterManifest]:
+        from doppelkit_lora.published import published_personas
+
+        return published_personas(self.home)
+
     def stream(self, persona: Persona, thread: Thread, *, bot_user_id: str | None = None) -> Iterator[str]:
         """Text chunks of the reply as they are generated; closing the iterator cancels it."""
         request = self._request(persona, thread, bot_user_id)

@@ -129,7 +129,7 @@ class DoppelCommands:
 
     def list(self, argument: str, inv: Invocation) -> str:
         records = {r.user_id: r for r in self.store.list(inv.team)}
-        published = {p.user_id: p for p in published_personas(self.home) if p.team == inv.team}
+        published = {p.user_id: p for p in published_personas(self.home, self.engine) if p.team == inv.team}
         active = self.store.active_user(inv.team)
         if not records and not published:
             return "No personas in this workspace yet. Start one with `/doppel train @someone`."
@@ -207,4 +207,4 @@ class DoppelCommands:
 def _name(records: Mapping[str, PersonaRecord], published: Mapping[str, object], user_id: str) -> str:
     if user_id in records:
         return records[user_id].name
-    return str(getattr(published.get(user_id), "name", user_id))
+    return str(getattr(published.get(user_id), "name", "") or user_id)

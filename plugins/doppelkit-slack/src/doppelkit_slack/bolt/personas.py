@@ -3,15 +3,14 @@
 * :class:`MemberDirectory` — the workspace's users (``users.list``), cached briefly, for names
   in prompts and for resolving ``/doppel`` arguments. Failures degrade to "no names", never
   to an error reply.
-* :func:`published_personas` — personas with an adapter or dataset under ``home``, read from
-  the home layout (no trainer import), so ``persona.user=erik`` can be resolved offline.
+* :func:`published_personas` — personas the engine can serve (``Engine.personas()``), plus
+  those with only a dataset under ``home``, so ``persona.user=erik`` resolves offline.
 * :class:`PersonaChooser` — the team's active persona from the store, falling back to the one
   named on the command line for single-workspace runs.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -24,8 +23,9 @@ from slack_sdk.errors import SlackApiError, SlackRequestError
 from doppelkit.errors import AmbiguousPersonaError, PersonaError
 from doppelkit.home import Home
 from doppelkit.interfaces import Engine
-from doppelkit.models import SAFE_ID, Persona, PersonaSelector, User
+from doppelkit.models import SAFE_ID, DatasetReport, Persona, PersonaSelector, User
 from doppelkit.persona import select_persona
+from doppelkit.pipeline import report_user
 from doppelkit_slack.store import PersonaRecord, PersonaStore
 
 log = logging.getLogger("doppelkit.bolt")
@@ -108,44 +108,27 @@ def _member(raw: dict[str, object]) -> Member | None:
 class PublishedPersona:
     team: str
     user_id: str
-    name: str
+    name: str  # "" when unrecorded: the workspace directory names them then
     version: str | None  # None: a dataset exists but no adapter yet
     user: User  # the full record (handle, display and real name), to match any of them
 
 
-def _recorded_user(record: dict[str, object], user_id: str, name: str) -> User:
-    """The ``persona_user`` a manifest or dataset report recorded (older ones: ID and name)."""
-    try:
-        return User.model_validate(record["persona_user"])
-    except (KeyError, ValueError):
-        return User(id=user_id, display_name=name)
-
-
-def published_personas(home: Home) -> list[PublishedPersona]:
-    """Personas with a published adapter (``adapters/<team>/<user>/CURRENT``) or a dataset."""
+def published_personas(home: Home, engine: Engine) -> list[PublishedPersona]:
+    """Personas the engine can serve (published adapters), then those with only a dataset."""
     found: dict[tuple[str, str], PublishedPersona] = {}
-    for pointer in sorted((home.root / "adapters").glob("*/*/CURRENT")):
-        team, user_id = pointer.parent.parent.name, pointer.parent.name
+    for manifest in engine.personas():
+        user = manifest.persona_user or User(id=manifest.persona_id, display_name=manifest.persona_name)
+        key = (manifest.team, manifest.persona_id)
+        found[key] = PublishedPersona(*key, manifest.persona_name, manifest.version, user)
+    for path in sorted((home.root / "datasets").glob("*/*/dataset.report.json")):
         try:
-            version = pointer.read_text(encoding="utf-8").strip()
-            manifest = json.loads((pointer.parent / version / "manifest.json").read_text(encoding="utf-8"))
-            name = str(manifest.get("persona_name") or user_id)
+            report = DatasetReport.model_validate_json(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            continue
-        user = _recorded_user(manifest, user_id, name)
-        found[(team, user_id)] = PublishedPersona(team, user_id, name, version, user)
-    for report in sorted((home.root / "datasets").glob("*/*/dataset.report.json")):
-        team, user_id = report.parent.parent.name, report.parent.name
-        if (team, user_id) in found:
-            continue
-        try:
-            record = json.loads(report.read_text(encoding="utf-8"))
-            name = str(record.get("persona_name") or user_id)
-        except (OSError, ValueError, AttributeError):
-            continue
-        found[(team, user_id)] = PublishedPersona(
-            team, user_id, name, None, _recorded_user(record, user_id, name)
-        )
+            continue  # a stray or damaged file is not a persona
+        key = (report.team, report.persona_id)
+        if key not in found:
+            user = report_user(report)
+            found[key] = PublishedPersona(*key, report.persona_name, None, user)
     return list(found.values())
 
 
@@ -159,14 +142,16 @@ class CommandLinePersona:
     query: str
 
 
-def resolve_command_line_persona(selector: PersonaSelector, home: Home) -> CommandLinePersona | None:
+def resolve_command_line_persona(
+    selector: PersonaSelector, home: Home, engine: Engine
+) -> CommandLinePersona | None:
     """Resolve ``persona.user`` against what is published under home, without the network."""
     if not selector.user:
         return None
     query = selector.user.strip()
     if query.startswith("<@") and query.endswith(">"):
         query = query[2:-1].split("|", 1)[0]
-    candidates = [p for p in published_personas(home) if selector.team in (None, p.team)]
+    candidates = [p for p in published_personas(home, engine) if selector.team in (None, p.team)]
     try:  # the same matching as ingest: ID, display name, real name or handle
         team, user = select_persona(query, [(p.team, p.user) for p in candidates], "under home")
     except AmbiguousPersonaError:

@@ -86,7 +86,7 @@ def build_runtime(
     )
     directory = MemberDirectory(client)
     chooser = PersonaChooser(
-        store, engine, directory, resolve_command_line_persona(context.persona, context.home)
+        store, engine, directory, resolve_command_line_persona(context.persona, context.home, engine)
     )
     chooser.adopt_command_line_persona()
     replier = MentionReplier(
