@@ -27,7 +27,6 @@ from rich.table import Table
 
 from doppelkit.home import Home
 from doppelkit.models import AdapterManifest, Message, Persona, Thread, User
-from doppelkit.settings import EngineConfig, TinyModelConfig
 from doppelkit.testing.helpers import make_context
 
 PERSONAS = [Persona(team="T0BENCH", user=User(id=f"U0P{i}", display_name=f"p{i}")) for i in range(8)]
@@ -47,8 +46,15 @@ def build_home(root: Path, n_personas: int) -> Home:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from doppelkit_lora import artifacts
-    from doppelkit_lora.tiny import MARKER, TINY_NAME, build_model, tiny_dir, train_tokenizer
+    from doppelkit import artifacts
+    from doppelkit_lora.model.tiny import (
+        MARKER,
+        TINY_NAME,
+        TinyModelConfig,
+        build_model,
+        tiny_dir,
+        train_tokenizer,
+    )
 
     home = Home.at(root)
     config = TinyModelConfig(pretrain_steps=0)
@@ -107,18 +113,22 @@ def timed(fn: Callable[[], Any]) -> float:
 
 
 def measure(device: str, n_personas: int = 4, new_tokens: int = 32) -> dict[str, Any]:
-    from doppelkit.builtins.formatters import ChatFormatter
-    from doppelkit_lora.engine import LoraEngine
+    from doppelkit_lora.serve.engine import PeftEngine, PeftEngineConfig
 
     with tempfile.TemporaryDirectory() as tmp:
         home = build_home(Path(tmp) / "home", 2 * n_personas)
-        formatter: Any = ChatFormatter(ChatFormatter.Config(), make_context(home.root))
-        config = EngineConfig(
-            max_resident=2 * n_personas, temperature=0, repetition_penalty=1.0, max_new_tokens=new_tokens
+        context = make_context(home.root)
+        context.device = device
+        config = PeftEngineConfig(
+            max_resident=2 * n_personas,
+            temperature=0,
+            repetition_penalty=1.0,
+            max_new_tokens=new_tokens,
+            ignore_eos=True,  # every reply runs to max_new_tokens: equal work to compare
         )
         one_token = config.model_copy(update={"max_new_tokens": 1})
         group, fresh = PERSONAS[:n_personas], PERSONAS[n_personas : 2 * n_personas]
-        with LoraEngine(home, formatter, config, device=device, ignore_eos=True) as engine:
+        with PeftEngine(config, context) as engine:
             for persona in group:  # N personas, and the base is loaded once
                 engine.reply(persona, ask(persona, QUESTIONS[0]))
             base_loads = engine.stats.base_loads
@@ -144,7 +154,7 @@ def measure(device: str, n_personas: int = 4, new_tokens: int = 32) -> dict[str,
                     seconds = timed(partial(engine.reply_many, batch))
                     tokens[name] = engine.stats.generated_tokens - before
                     rates[name].append(tokens[name] / seconds)
-        with LoraEngine(home, formatter, one_token, device=device, ignore_eos=True) as switcher:
+        with PeftEngine(one_token, context) as switcher:
             for persona in group:
                 switcher.reply(persona, ask(persona, QUESTIONS[2]))  # all resident
             same = [timed(partial(switcher.reply, group[0], ask(group[0], QUESTIONS[2]))) for _ in range(8)]

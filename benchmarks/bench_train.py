@@ -130,8 +130,8 @@ def run_doppelkit(model: Any, examples: list[dict[str, Any]], args: argparse.Nam
     import torch
 
     from doppelkit.interfaces import Rendered
-    from doppelkit_lora.objective import loss_sum
-    from doppelkit_lora.packing import collate, pack
+    from doppelkit_lora.train.objective import loss_sum
+    from doppelkit_lora.train.packing import collate, pack
 
     rows = pack([Rendered(e["input_ids"], e["labels"]) for e in examples], args.seq_len)
     order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(args.seed)).tolist()

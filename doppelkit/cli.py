@@ -19,18 +19,18 @@ from typing import Any
 
 from rich.console import Console
 
-from doppelkit.errors import DoppelkitError, UnknownComponentError, UserError
+from doppelkit.errors import DoppelkitError, UserError
 from doppelkit.interfaces import KINDS
-from doppelkit.registry import FIRST_PARTY_EXTRAS, Registries
+from doppelkit.registry import Registries
 
 VERBS = ("ingest", "train", "chat", "serve", "validate", "plugins")
 # The component kinds each job uses: only those must be installed for it to run.
 VERB_NEEDS: dict[str, tuple[str, ...]] = {
     "run": ("source", "formatter", "trainer", "backend"),
-    "ingest": ("source", "formatter"),
+    "ingest": ("source", "formatter", "backend"),
     "train": ("formatter", "trainer", "backend"),
-    "chat": ("formatter", "trainer", "frontend"),
-    "serve": ("formatter", "trainer", "frontend"),
+    "chat": ("engine", "frontend", "backend"),
+    "serve": ("engine", "frontend", "backend"),
     "validate": KINDS,
 }
 EXIT_USAGE = 2
@@ -86,34 +86,6 @@ def plugins_command(argv: Sequence[str]) -> int:
 
 
 # --- Hydra verbs ---------------------------------------------------------------------------
-
-
-def check_component_overrides(overrides: Sequence[str], registries: Registries) -> None:
-    """Fail early, with the list of what is available, on ``source=nope``-style overrides.
-
-    Hydra would say "Could not find 'source/nope'"; we can also say which extra provides a
-    first-party component that is not installed (those still compose, for ``--cfg job``).
-    """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    try:
-        parsed = OverridesParser.create().parse_overrides(list(overrides))
-    except HydraException as exc:
-        fail(f"cannot parse the overrides: {exc}")
-        return
-    for override in parsed:
-        kind = override.key_or_group
-        if kind not in KINDS or override.is_delete() or override.package:
-            continue
-        values = (
-            list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
-        )
-        for value in values:
-            if not isinstance(value, str):
-                continue
-            if value not in registries.of(kind) and (kind, value) not in FIRST_PARTY_EXTRAS:
-                fail(UnknownComponentError(kind, value, registries.of(kind).names()))
 
 
 def _hydra_overrides(argv: Sequence[str]) -> list[str]:
@@ -181,7 +153,7 @@ class _Task:
 
 
 def run_verb(verb: str, cfg: Any, pm: Any, registries: Registries, console: Console | None = None) -> Any:
-    from doppelkit import pipeline
+    from doppelkit import jobs, pipeline
     from doppelkit.config import validate
 
     run = validate(cfg, registries, needs=VERB_NEEDS[verb])
@@ -190,15 +162,15 @@ def run_verb(verb: str, cfg: Any, pm: Any, registries: Registries, console: Cons
         chosen = ", ".join(f"{k}={s.name}" for k, s in run.selections.items())
         console.print(f"[green]configuration is valid[/]: {chosen}; home={run.settings.home}")
         return run
-    context = pipeline.build_context(run, pm.hook, console)
-    jobs: dict[str, Callable[[], Any]] = {
-        "run": lambda: pipeline.run_pipeline(run, context),
-        "ingest": lambda: pipeline.print_dataset_report(pipeline.ingest(run, context).report, console),
-        "train": lambda: pipeline.print_train_result(pipeline.train(run, context), console),
-        "chat": lambda: pipeline.serve(run, context),
-        "serve": lambda: pipeline.serve(run, context),
+    context = pipeline.build_context(run, pm.hook, console, registries)
+    verbs: dict[str, Callable[[], Any]] = {
+        "run": lambda: jobs.run_pipeline(run, context),
+        "ingest": lambda: jobs.print_dataset_report(jobs.ingest(run, context).report, console),
+        "train": lambda: jobs.print_train_result(jobs.train(run, context), console),
+        "chat": lambda: jobs.serve(run, context),
+        "serve": lambda: jobs.serve(run, context),
     }
-    return jobs[verb]()
+    return verbs[verb]()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -223,8 +195,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         fail(exc, getattr(exc, "exit_code", 1))
         return
     if not {"--help", "-h", "--hydra-help"} & set(args):
+        from doppelkit.config import check_overrides
+
         args = quote_literal_values(args)
-        check_component_overrides(_hydra_overrides(args), registries)
+        try:
+            check_overrides(_hydra_overrides(args), registries)
+        except UserError as exc:
+            fail(exc, exc.exit_code)
 
     import hydra
 

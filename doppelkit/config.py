@@ -12,17 +12,23 @@ component without YAML also gets ``<kind>/<name>`` so ``source=<name>`` just wor
 
 from __future__ import annotations
 
+import copy
 import difflib
-from dataclasses import dataclass
+import types
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
+from pydantic_core import to_jsonable_python
 
 from doppelkit.errors import ConfigError, UnknownComponentError
 from doppelkit.interfaces import KINDS
-from doppelkit.registry import FIRST_PARTY_EXTRAS, Registries
-from doppelkit.settings import Settings
+from doppelkit.models import PersonaSelector
+from doppelkit.registry import FIRST_PARTY_EXTRAS, Registries, unknown_hint
+from doppelkit.settings import Settings, moved_key
 
 PRIMARY_CONFIG = "doppelkit"
 DEFAULT_BACKEND = "local"
@@ -82,6 +88,7 @@ def compose(overrides: list[str] | tuple[str, ...] = (), registries: Registries 
 
         registries = build_registries(default_plugin_manager())
     register_config_schemas(registries)
+    check_overrides(overrides, registries)
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
             return hydra_compose(config_name=PRIMARY_CONFIG, overrides=list(overrides))
@@ -108,10 +115,47 @@ class RunConfig:
     def __getitem__(self, kind: str) -> Selection:
         return self.selections[kind]
 
+    def to_data(self) -> dict[str, Any]:
+        """The run as plain data (JSON types; secrets in the clear): what a step receives.
+
+        ``validate(run.to_data(), registries)`` gives this run back, in any process that has
+        the same plugins installed.
+        """
+        data = plain_data(self.settings)
+        for kind, selection in self.selections.items():
+            data[kind] = {"name": selection.name, **plain_data(selection.config)}
+        return data
+
+    def with_persona(self, team: str, user: str) -> RunConfig:
+        """This run, for the persona with these IDs (``persona.user``/``team`` replaced)."""
+        persona = PersonaSelector(user=user, team=team)
+        return replace(self, settings=self.settings.model_copy(update={"persona": persona}))
+
+
+def plain_data(model: BaseModel) -> dict[str, Any]:
+    """A validated model's values as JSON types: paths as strings, secrets revealed."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, BaseModel):
+            return {name: plain(getattr(value, name)) for name in type(value).model_fields}
+        if isinstance(value, (SecretStr, SecretBytes)):
+            return plain(value.get_secret_value())
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple, set, frozenset)):
+            return [plain(v) for v in value]
+        if value is None or isinstance(value, (str, int, float, bool)):
+            return value
+        return to_jsonable_python(value)
+
+    result = plain(model)
+    assert isinstance(result, dict)
+    return result
+
 
 def _plain(cfg: Any) -> dict[str, Any]:
     if isinstance(cfg, dict):
-        return cfg
+        return copy.deepcopy(cfg)  # validate takes sections out of it: never the caller's
     from omegaconf import OmegaConf
 
     container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
@@ -131,7 +175,7 @@ def _describe(prefix: str, error: ValidationError) -> list[str]:
         loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
         kind = err["type"]
         if kind == "extra_forbidden":
-            problems.append(f"{loc}: unknown key (value {err['input']!r})")
+            problems.append(moved_problem(loc) or f"{loc}: unknown key (value {err['input']!r})")
         elif kind == "missing":
             problems.append(f"{loc}: required, but not set")
         else:
@@ -144,11 +188,23 @@ def _unknown_keys(prefix: str, section: dict[str, Any], model: type[BaseModel]) 
     allowed = sorted(model.model_fields)
     problems = []
     for key in sorted(set(section) - set(allowed)):
+        where = f"{prefix}.{key}" if prefix else key
+        moved = moved_problem(where)
+        if moved:
+            problems.append(moved)
+            continue
         close = difflib.get_close_matches(key, allowed, n=1)
         hint = f" — did you mean {close[0]!r}?" if close else ""
-        where = f"{prefix}.{key}" if prefix else key
         problems.append(f"{where}: unknown key (value {section[key]!r}); allowed: {', '.join(allowed)}{hint}")
     return problems
+
+
+def moved_problem(key: str) -> str | None:
+    """The one line telling a user that ``key`` moved, or None if it did not."""
+    new = moved_key(key)
+    if new is None:
+        return None
+    return f"{key} moved to {new}: set {new}=… instead (see docs/migration.md)"
 
 
 def _validate_section(prefix: str, section: dict[str, Any], model: type[BaseModel]) -> tuple[Any, list[str]]:
@@ -176,6 +232,8 @@ def validate(cfg: Any, registries: Registries, needs: tuple[str, ...] = KINDS) -
         if raw is None and kind == "backend":
             raw = {"name": DEFAULT_BACKEND}
         if not isinstance(raw, dict):
+            if kind not in needs:
+                continue
             problems.append(
                 f"{kind}: missing; choose one with {kind}=NAME (available: "
                 f"{', '.join(registries.of(kind).names()) or 'none installed'})"
@@ -203,3 +261,131 @@ def validate(cfg: Any, registries: Registries, needs: tuple[str, ...] = KINDS) -
     if problems or settings is None:
         raise ConfigError(problems)
     return RunConfig(settings=settings, selections=selections)
+
+
+# --- checking overrides before Hydra composes them ------------------------------------------
+
+GROUPS: tuple[str, ...] = (*KINDS, "model")  # config groups a user picks an option of
+
+
+def default_options() -> dict[str, str]:
+    """Each group's option in ``doppelkit.yaml``'s defaults list (no backend: ``local``)."""
+    from omegaconf import OmegaConf
+
+    primary = OmegaConf.to_container(OmegaConf.load(config_dir() / f"{PRIMARY_CONFIG}.yaml"))
+    chosen = {"backend": DEFAULT_BACKEND}
+    entries = primary.get("defaults", []) if isinstance(primary, dict) else []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        for group, option in entry.items():
+            if str(group) in GROUPS and isinstance(option, str):
+                chosen[str(group)] = option
+    return chosen
+
+
+def group_options(group: str, registries: Registries) -> list[str]:
+    """What ``group=…`` accepts: shipped presets, installed components, announced extras."""
+    options = {path.stem for path in (config_dir() / group).glob("*.yaml")}
+    if group in KINDS:
+        options |= set(registries.of(group).names())
+        options |= {name for kind, name in FIRST_PARTY_EXTRAS if kind == group}
+    return sorted(options)
+
+
+def _did_you_mean(word: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _submodel(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model a field holds (``Model`` or ``Model | None``), else None."""
+    candidates = [annotation]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        candidates = list(typing.get_args(annotation))
+    for candidate in candidates:
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def _unknown_key_problem(key: str, model: type[BaseModel], owner: str, start: int) -> str | None:
+    """Walk ``key``'s dotted parts from ``start`` on through ``model``'s fields."""
+    parts = key.split(".")
+    current: type[BaseModel] | None = model
+    for depth, part in enumerate(parts[start:], start=start):
+        if current is None:
+            return None  # a dict or list field: its own validation says what is wrong
+        fields = current.model_fields
+        if part not in fields:
+            where = ".".join(parts[: depth + 1])
+            moved = moved_problem(key) or moved_problem(where)
+            if moved:
+                return moved
+            allowed = sorted(fields)
+            close = difflib.get_close_matches(part, allowed, n=1, cutoff=0.6)
+            if close:
+                suggestion = ".".join([*parts[:depth], close[0]])
+                return f"{where}: {owner} has no key {part!r}; did you mean {suggestion}?"
+            return f"{where}: {owner} has no key {part!r}; its keys: {', '.join(allowed)}"
+        current = _submodel(fields[part].annotation)
+    return None
+
+
+def check_overrides(overrides: Sequence[str], registries: Registries) -> None:
+    """Catch the mistakes Hydra would report in a dozen lines, before it composes: an unknown
+    group option (``model=nonexistent``), an unknown key (``trainer.rankk=3``, ``foo=bar``) or
+    a key that moved — each as one line with "did you mean". Raises :class:`ConfigError`."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException as exc:
+        raise ConfigError([f"cannot parse the overrides: {exc}"], title="Invalid override") from None
+    chosen = default_options()
+    problems: list[str] = []
+    for override in parsed:
+        group = override.key_or_group
+        if group not in GROUPS or override.package or override.is_delete():
+            continue
+        values = (
+            list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
+        )
+        options = group_options(group, registries)
+        for value in values:
+            if not isinstance(value, str) or value in options:
+                continue
+            if group in KINDS:
+                hint = unknown_hint(group, value) or _did_you_mean(value, options).lstrip("; ").capitalize()
+                problems.append(str(UnknownComponentError(group, value, registries.of(group).names(), hint)))
+            else:
+                problems.append(
+                    f"{group}={value}: no such {group} preset; available: {', '.join(options)}"
+                    + _did_you_mean(value, options)
+                )
+        if len(values) == 1 and isinstance(values[0], str):
+            chosen[group] = values[0]
+    top_level = sorted({*Settings.model_fields, *GROUPS})
+    for override in parsed:
+        key = override.key_or_group
+        if key in GROUPS or key.startswith("hydra") or override.package or override.is_delete():
+            continue
+        head = key.split(".", 1)[0]
+        if head not in top_level:
+            if override.is_add():
+                continue  # `+key=value` adds a key on purpose; validation names it if unknown
+            unknown = f"{key}: unknown key; top-level keys: {', '.join(top_level)}"
+            problems.append(moved_problem(key) or unknown + _did_you_mean(head, top_level))
+            continue
+        if head in KINDS:
+            name = chosen.get(head)
+            if name is None or name not in registries.of(head):
+                continue  # not installed: validation names the extra to install
+            problem = _unknown_key_problem(key, registries.of(head).get(name).Config, f"{head}={name}", 1)
+        else:
+            problem = _unknown_key_problem(key, Settings, "the configuration", 0)
+        if problem:
+            problems.append(problem)
+    if problems:
+        raise ConfigError(problems)

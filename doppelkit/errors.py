@@ -31,8 +31,11 @@ class ConfigError(UserError):
 
     def __init__(self, problems: Iterable[str], *, title: str = "Invalid configuration") -> None:
         self.problems = list(problems)
+        if len(self.problems) == 1:  # one mistake, one line
+            super().__init__(f"{title}: {self.problems[0]}")
+            return
         lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"{title} ({len(self.problems)} problem(s)):\n{lines}")
+        super().__init__(f"{title} ({len(self.problems)} problems):\n{lines}")
 
 
 class UnknownComponentError(UserError):

@@ -4,14 +4,18 @@ Every path doppelkit writes is derived here, from validated IDs, so nothing is e
 outside ``home`` (user-chosen output paths such as ``dataset.path`` excepted) and a display
 name can never become a path.
 
-Layout::
+The core owns this layout and lists what is in it (:meth:`Home.dataset_reports`,
+:func:`doppelkit.artifacts.published_personas`); each plugin owns the files it keeps under
+``state/`` and ``cache/`` and deletes them when asked (the ``forget_person`` and
+``forget_team`` hooks)::
 
     home/
       datasets/<team>/<user>/dataset.jsonl, dataset.eval.jsonl, dataset.report.json
       adapters/<team>/<user>/v1/ v2/ … CURRENT          (published persona adapters)
-      state/                                            (scrape checkpoints, persona store)
-      cache/                                            (tiny model, tokenizers, …)
-        corpus/<team>/<sha256 prefix>.jsonl             (workspace text written by ingest)
+      cache/corpus/<team>/<sha256 prefix>.jsonl         (workspace text written by ingest)
+      state/…, cache/…                                  (plugins' own: checkpoints, scrape
+                                                         journals, the persona store, the
+                                                         tiny base model, avatars, …)
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from doppelkit.models import validate_safe_id
+from doppelkit.models import DatasetReport, is_safe_id, validate_safe_id
+
+REPORT_NAME = "dataset.report.json"  # written by ``ingest`` beside ``dataset.jsonl``, last
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,41 @@ class Home:
         except ValueError:
             return False
         return True
+
+    def remove(self, path: Path) -> bool:
+        """Delete ``path`` (file, tree or link) if it lies inside home; True if something went.
+
+        A symlink is unlinked, never followed; a path resolving outside home is left alone.
+        """
+        if path.is_symlink():
+            path.unlink()
+            return True
+        if not path.exists() or not self.contains(path):
+            return False
+        if path.is_dir():
+            shutil.rmtree(path)  # unlinks links inside the tree without following them
+        else:
+            path.unlink()
+        return True
+
+    def dataset_reports(self, team: str | None = None) -> list[tuple[Path, DatasetReport]]:
+        """Every complete dataset under home (its report written last, by ``ingest``), by path.
+
+        A folder a failed ingest left, or a damaged report, is not a dataset.
+        """
+        root = self._under("datasets")
+        if team is not None and not is_safe_id(team):
+            return []  # nothing is ever filed under a name that is not an ID
+        pattern = f"{team}/*/{REPORT_NAME}" if team else f"*/*/{REPORT_NAME}"
+        found = []
+        for path in sorted(root.glob(pattern)) if root.is_dir() else []:
+            try:
+                report = DatasetReport.model_validate_json(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if (path.parent.parent.name, path.parent.name) == (report.team, report.persona_id):
+                found.append((path, report))
+        return found
 
 
 def fsync_dir(path: Path) -> None:

@@ -14,11 +14,14 @@ examples is ``docs/plugins/hooks.md`` (a test fails when a hook here is not docu
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from doppelkit.settings import ScrubConfig
+
+if TYPE_CHECKING:
+    from doppelkit.home import Home
 
 PROJECT = "doppelkit"
 
@@ -53,8 +56,21 @@ def register_trainers(register: Register) -> None:
     """Register trainer classes: ``register(MyTrainer)``.
 
     A trainer fine-tunes the configured base model (``model.*``) on a dataset and publishes a
-    versioned adapter under ``home``. See :class:`doppelkit.interfaces.Trainer`. Selected with
-    ``trainer=<name>``; configured under ``trainer.*``.
+    versioned adapter under ``home`` (:mod:`doppelkit.artifacts`). See
+    :class:`doppelkit.interfaces.Trainer`. Selected with ``trainer=<name>``; configured under
+    ``trainer.*``.
+    """
+
+
+@hookspec
+def register_engines(register: Register) -> None:
+    """Register engine classes: ``register(MyEngine)``.
+
+    An engine serves persona replies from the adapters published under ``home``: one base
+    model, many personas, each prompted by the formatter it was trained with. See
+    :class:`doppelkit.interfaces.Engine`. Selected with ``engine=<name>``; configured under
+    ``engine.*``. ``doppelkit chat`` and ``doppelkit serve`` build it and hand it to the
+    frontend.
     """
 
 
@@ -62,7 +78,8 @@ def register_trainers(register: Register) -> None:
 def register_backends(register: Register) -> None:
     """Register backend classes: ``register(MyBackend)``.
 
-    A backend decides where a step (train, serve) runs. No backend selected means the built-in
+    A backend decides where a step (ingest, train, serve) runs: steps are module-level
+    functions of plain data (:mod:`doppelkit.steps`). No backend selected means the built-in
     ``local`` backend. Selected with ``+backend=<name>`` (the ``+`` is needed because the
     backend group is not in the defaults list); configured under ``backend.*``.
     """
@@ -90,4 +107,27 @@ def scrub_message(text: str, record: Callable[[str, int], None], config: ScrubCo
     it is optional in an implementation's signature. Replace what you redact with a marker
     such as ``[REDACTED:email]``, and never match your own markers (scrubbing runs again at
     serve time, on text that may already be scrubbed).
+    """
+
+
+@hookspec
+def forget_person(team: str, user: str, home: Home) -> list[str] | None:
+    """Delete everything this plugin wrote under ``home`` about one person of one team.
+
+    Called by ``/doppel forget``, by a declined consent and by any other "forget me" path,
+    for every plugin: each removes only the files it wrote (datasets and adapters are the
+    core's, checkpoints the trainer's, cached avatars the bot's, …). ``team`` and ``user``
+    are validated IDs. Return short names of what you removed (``["training checkpoints"]``)
+    for the confirmation message, or ``None`` when there was nothing. Never follow a symlink
+    out of home: :meth:`doppelkit.home.Home.remove` does the deleting safely.
+    """
+
+
+@hookspec
+def forget_team(team: str, home: Home) -> list[str] | None:
+    """Delete everything this plugin wrote under ``home`` for a whole team (workspace).
+
+    Called when a workspace uninstalls the app or revokes its bot token, and when the last
+    persona of a team is forgotten: team-wide data (a workspace corpus, base models built from
+    it, an unfinished scrape) goes too. Return short names of what you removed, or ``None``.
     """

@@ -31,33 +31,52 @@ from doppelkit.models import (
     Thread,
     Workspace,
 )
+from doppelkit.settings import ModelConfig, Settings
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from doppelkit.config import RunConfig
+    from doppelkit.registry import Registries
+
 T = TypeVar("T")
 
-KINDS: tuple[str, ...] = ("source", "formatter", "trainer", "backend", "frontend")
+KINDS: tuple[str, ...] = ("source", "formatter", "trainer", "engine", "backend", "frontend")
 
 
 @dataclass
 class RunContext:
     """What every component may use besides its own config.
 
-    ``hook`` is the plugin manager's hook relay, so components can call lifecycle hooks such
-    as ``scrub_message``; ``settings`` is the whole validated run configuration (read-only by
-    convention) for the rare component that needs a sibling section (e.g. the frontend needs
-    ``engine``). ``device`` is where the selected backend runs steps (``"cpu"``, ``"cuda"``);
-    ``None`` when the backend does not say (a remote one): the component then picks the best
-    device it finds where it runs.
+    * ``settings`` — the validated core settings (``home``, ``persona``, ``dataset``, ``model``,
+      ``scrub``): read-only by convention;
+    * ``console`` — where to print progress and reports (rich);
+    * ``hook`` — the plugin manager's hook relay, to call lifecycle hooks such as
+      ``scrub_message`` or ``forget_person``;
+    * ``registries`` — the installed components by kind, e.g. for an engine that builds each
+      persona's formatter from its manifest;
+    * ``run`` — the whole validated run (every selected component), for the rare component
+      that starts other steps (the Slack bot's ``/doppel train``); ``None`` outside a run;
+    * ``device`` — where the selected backend runs steps (``"cpu"``, ``"cuda"``); ``None`` when
+      the backend does not say: the component then picks the best device it finds.
+
+    ``home`` and ``persona`` are shortcuts into ``settings``.
     """
 
-    home: Home
+    settings: Settings
     console: Console
     hook: Any = None
-    persona: PersonaSelector = field(default_factory=PersonaSelector)
-    settings: Any = None
+    registries: Registries | None = None
+    run: RunConfig | None = None
     device: str | None = None
+    home: Home = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.home = Home.at(self.settings.home)
+
+    @property
+    def persona(self) -> PersonaSelector:
+        return self.settings.persona
 
 
 class Component(Protocol):
@@ -129,7 +148,7 @@ class TrainJob:
     dataset: Path
     eval_dataset: Path | None
     formatter: Formatter
-    model: Any  # doppelkit.settings.ModelConfig
+    model: ModelConfig
     report: DatasetReport | None = None
 
 
@@ -141,12 +160,26 @@ class TrainResult:
 
 
 @runtime_checkable
-class Engine(Protocol):
+class Trainer(Component, Protocol):
+    """Fine-tunes a base model on a dataset and publishes a versioned adapter under home
+    (:mod:`doppelkit.artifacts`), where every engine finds it."""
+
+    def __init__(self, config: Any, context: RunContext) -> None: ...
+
+    def train(self, job: TrainJob) -> TrainResult: ...
+
+
+@runtime_checkable
+class Engine(Component, Protocol):
     """Generates persona replies: one base model, many persona adapters.
 
-    Built by the trainer that produced the adapters (it knows how to load them); used by
-    frontends. Replies are built with the persona's formatter, the same code as training.
+    Serves what trainers published under ``context.home`` (:mod:`doppelkit.artifacts`). Each
+    persona's prompt is built by the formatter its adapter was trained with (named in the
+    manifest, built from ``context.registries``), the same code as training. ``close`` frees
+    the model; an engine is also a context manager in spirit: call ``close`` when done.
     """
+
+    def __init__(self, config: Any, context: RunContext) -> None: ...
 
     def current_version(self, team: str, user: str) -> str | None:
         """The published adapter version that would answer for this persona, or None."""
@@ -164,28 +197,22 @@ class Engine(Protocol):
         """The whole reply, split into the separate messages the persona would post."""
         ...
 
-
-@runtime_checkable
-class Trainer(Component, Protocol):
-    """Fine-tunes a base model on a dataset and publishes a versioned adapter under home.
-
-    ``engine`` builds the serving engine for the adapters this trainer publishes.
-    """
-
-    def __init__(self, config: Any, context: RunContext) -> None: ...
-
-    def train(self, job: TrainJob) -> TrainResult: ...
-
-    def engine(self, formatter: Formatter) -> Engine: ...
+    def close(self) -> None:
+        """Free the model and stop any worker; waiting requests fail."""
+        ...
 
 
 @runtime_checkable
 class Backend(Component, Protocol):
-    """Decides *where* a step runs: in-process, on a local GPU, remotely.
+    """Decides *where* a step runs: in-process, in a fresh process, on a GPU host, remotely.
 
-    ``run`` calls ``step(*args, **kwargs)`` somewhere and returns its result. Steps and their
-    arguments are plain, picklable values so a remote backend can ship them.
+    ``run`` calls ``step(*args, **kwargs)`` somewhere and returns its result. Steps are
+    module-level functions of plain, picklable data (:mod:`doppelkit.steps`), so any backend
+    can ship them. ``device`` is where steps run (``"cpu"``, ``"cuda"``), or ``None`` when it
+    is decided there (the step then takes CUDA if it finds it, else the CPU).
     """
+
+    device: str | None
 
     def __init__(self, config: Any, context: RunContext) -> None: ...
 

@@ -22,9 +22,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
+def is_safe_id(value: object) -> bool:
+    """True if ``value`` is a string safe as a single path component (see :data:`SAFE_ID`)."""
+    return isinstance(value, str) and bool(SAFE_ID.fullmatch(value)) and value not in {".", ".."}
+
+
 def validate_safe_id(value: str, what: str = "id") -> str:
     """Return ``value`` if it is safe as a single path component, else raise ``ValueError``."""
-    if not isinstance(value, str) or not SAFE_ID.fullmatch(value) or value in {".", ".."}:
+    if not is_safe_id(value):
         raise ValueError(
             f"{what} {value!r} is not a valid ID (letters, digits, '_', '.', '-'; at most 64 "
             "characters; must start with a letter or digit)"

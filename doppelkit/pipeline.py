@@ -1,13 +1,14 @@
-"""The jobs behind the CLI verbs: ingest, train, the whole pipeline, chat and serve.
+"""The work behind each step: ingest a workspace, train a persona, serve.
 
-Each job builds its components from a validated :class:`~doppelkit.config.RunConfig`; none of
+Each builds its components from a validated :class:`~doppelkit.config.RunConfig` and runs
+wherever a backend runs the step: :mod:`doppelkit.steps` wraps each as a function of plain
+data, and :mod:`doppelkit.jobs` (the CLI verbs) hands those to the selected backend. None of
 them knows which plugins it is talking to.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 from collections import Counter
 from dataclasses import dataclass
@@ -15,14 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from doppelkit.config import RunConfig, Selection
 from doppelkit.corpus import CorpusWriter
 from doppelkit.errors import InputDataError, PersonaError
 from doppelkit.home import Home, atomic_write, write_json
 from doppelkit.interfaces import (
-    Backend,
     Engine,
     Formatter,
     Frontend,
@@ -35,6 +34,7 @@ from doppelkit.interfaces import (
 from doppelkit.models import DatasetReport, Message, Persona, Thread, User
 from doppelkit.persona import resolve_persona, select_persona
 from doppelkit.plugins import scrub
+from doppelkit.registry import Registries
 from doppelkit.settings import ScrubConfig
 from doppelkit.threads import group_sessions, with_user_labels
 
@@ -42,13 +42,15 @@ REPORT_SUFFIX = ".report.json"
 EVAL_SUFFIX = ".eval.jsonl"
 
 
-def build_context(run: RunConfig, hook: Any, console: Console | None = None) -> RunContext:
+def build_context(
+    run: RunConfig, hook: Any, console: Console | None = None, registries: Registries | None = None
+) -> RunContext:
     return RunContext(
-        home=Home.at(run.settings.home),
+        settings=run.settings,
         console=console or Console(stderr=True),
         hook=hook,
-        persona=run.settings.persona,
-        settings=run,
+        registries=registries,
+        run=run,
     )
 
 
@@ -128,7 +130,7 @@ def ingest(run: RunConfig, context: RunContext) -> IngestResult:
     workspace = source.workspace()
     persona = resolve_persona(run.settings.persona, workspace)
     paths = dataset_paths(run, context.home, persona)
-    eval_fraction = float(getattr(formatter.config, "eval_fraction", 0.0))  # type: ignore[attr-defined]
+    eval_fraction = run.settings.dataset.eval_fraction
     report = DatasetReport(
         source=run["source"].name,
         formatter=run["formatter"].name,
@@ -141,9 +143,9 @@ def ingest(run: RunConfig, context: RunContext) -> IngestResult:
     )
     scrubbed: Counter[str] = Counter()
     threads = with_user_labels(source.threads(report), workspace)
-    session_gap = getattr(formatter.config, "session_gap_minutes", None)  # type: ignore[attr-defined]
+    session_gap = run.settings.dataset.session_gap_minutes
     if session_gap:
-        threads = group_sessions(threads, float(session_gap))
+        threads = group_sessions(threads, session_gap)
     with contextlib.ExitStack() as stack:
         train_out = stack.enter_context(atomic_write(paths.train))
         eval_out = stack.enter_context(atomic_write(paths.eval)) if eval_fraction > 0 else None
@@ -186,27 +188,6 @@ def no_examples_message(persona: Persona, report: DatasetReport) -> str:
     )
 
 
-def print_dataset_report(report: DatasetReport, console: Console) -> None:
-    table = Table(title=f"Dataset for {report.persona_name} ({report.persona_id})", show_header=False)
-    table.add_column(style="bold")
-    table.add_column(justify="right")
-    table.add_row("threads seen", str(report.threads_seen))
-    table.add_row("messages seen", str(report.messages_seen))
-    table.add_row("candidate persona messages", str(report.candidate_persona_messages))
-    table.add_row(
-        "examples kept",
-        f"{report.examples_kept} ({report.train_examples} train, {report.eval_examples} held out)",
-    )
-    for reason, n in sorted(report.drops.items()):
-        table.add_row(f"dropped: {reason}", str(n))
-    for kind, n in sorted(report.scrubbed.items()):
-        table.add_row(f"scrubbed: {kind}", str(n))
-    for skipped in report.skipped_files:
-        table.add_row("skipped file", f"{skipped.path}: {skipped.reason}")
-    console.print(table)
-    console.print(f"dataset: {report.dataset_path}")
-
-
 def _load_report(path: Path) -> DatasetReport:
     try:
         return DatasetReport.model_validate_json(path.read_text(encoding="utf-8"))
@@ -234,11 +215,7 @@ def find_dataset(run: RunConfig, home: Home) -> tuple[Persona, DatasetPaths, Dat
         query = run.settings.persona.user
         if not query:
             raise PersonaError("No persona chosen: set persona.user (or dataset.path) to pick a dataset.")
-        reports = {
-            path: _load_report(path)
-            for path in sorted((home.root / "datasets").glob(f"*/*/dataset{REPORT_SUFFIX}"))
-        }
-        wanted = {p: r for p, r in reports.items() if run.settings.persona.team in (None, r.team)}
+        wanted = dict(home.dataset_reports(run.settings.persona.team))
         if not wanted:
             raise InputDataError(
                 f"No dataset under {home.root / 'datasets'} yet; run `doppelkit ingest "
@@ -262,15 +239,9 @@ def held_out_dataset(paths: DatasetPaths, report: DatasetReport) -> Path | None:
     return paths.eval
 
 
-def train(run: RunConfig, context: RunContext, ingested: IngestResult | None = None) -> TrainResult:
-    """Fine-tune and publish an adapter for the persona's dataset, on the selected backend."""
-    if ingested is None:
-        persona, paths, report = find_dataset(run, context.home)
-    else:
-        persona, paths, report = ingested.persona, ingested.paths, ingested.report
-    backend: Backend = make(run["backend"], context)
-    # The trainer learns where it runs from the backend (local: cuda if present, else cpu).
-    context = dataclasses.replace(context, device=getattr(backend, "device", None))
+def train_persona(run: RunConfig, context: RunContext, team: str, user: str) -> TrainResult:
+    """The train step's work: fine-tune and publish an adapter for this persona's dataset."""
+    persona, paths, report = find_dataset(run.with_persona(team, user), context.home)
     trainer: Trainer = make(run["trainer"], context)
     formatter: Formatter = make(run["formatter"], context)
     job = TrainJob(
@@ -281,32 +252,20 @@ def train(run: RunConfig, context: RunContext, ingested: IngestResult | None = N
         model=run.settings.model,
         report=report,
     )
-    return backend.run(trainer.train, job)
-
-
-def print_train_result(result: TrainResult, console: Console) -> None:
-    """Where the adapter is; the trainer prints its own (persona) report while it runs."""
-    console.print(f"[bold green]published[/] {result.version}: {result.adapter_dir}")
-    console.print(f"metrics and provenance: {result.adapter_dir / 'manifest.json'}")
-
-
-def run_pipeline(run: RunConfig, context: RunContext) -> TrainResult:
-    """The bare ``doppelkit`` job: ingest → train → evaluate → publish."""
-    ingested = ingest(run, context)
-    print_dataset_report(ingested.report, context.console)
-    result = train(run, context, ingested)
-    print_train_result(result, context.console)
-    return result
+    return trainer.train(job)
 
 
 def build_engine(run: RunConfig, context: RunContext) -> Engine:
-    """The serving engine of the configured trainer, using the configured formatter."""
-    trainer: Trainer = make(run["trainer"], context)
-    formatter: Formatter = make(run["formatter"], context)
-    return trainer.engine(formatter)
+    """The configured engine (``engine=…``), as the serve step builds it; close it when done."""
+    engine: Engine = make(run["engine"], context)
+    return engine
 
 
-def serve(run: RunConfig, context: RunContext) -> None:
-    """Run the configured frontend (blocks)."""
-    frontend: Frontend = make(run["frontend"], context)
-    frontend.serve(build_engine(run, context))
+def serve_engine(run: RunConfig, context: RunContext) -> None:
+    """The serve step's work: build the engine and the frontend, serve until it returns."""
+    engine = build_engine(run, context)
+    try:
+        frontend: Frontend = make(run["frontend"], context)
+        frontend.serve(engine)
+    finally:
+        engine.close()

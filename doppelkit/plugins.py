@@ -30,7 +30,9 @@ from doppelkit.settings import ScrubConfig
 ENTRY_POINT_GROUP = "doppelkit"
 BUILTIN_PLUGINS = (
     "doppelkit.builtins.backends",
+    "doppelkit.builtins.chat",
     "doppelkit.builtins.formatters",
+    "doppelkit.builtins.home_files",
     "doppelkit.builtins.scrubbers",
 )
 

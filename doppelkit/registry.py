@@ -20,14 +20,16 @@ FIRST_PARTY_EXTRAS: dict[tuple[str, str], str] = {
     ("source", "slack"): "slack",
     ("frontend", "bolt"): "slack",
     ("trainer", "lora"): "lora",
-    ("frontend", "chat"): "lora",
+    ("engine", "peft"): "lora",
+    ("engine", "vllm"): "vllm",
     ("backend", "modal"): "modal",
 }
 
 REQUIRED_METHODS: dict[str, tuple[str, ...]] = {
     "source": ("workspace", "threads"),
     "formatter": ("examples", "conversation", "render", "render_prompt"),
-    "trainer": ("train", "engine"),
+    "trainer": ("train",),
+    "engine": ("current_version", "personas", "stream", "reply", "close"),
     "backend": ("run",),
     "frontend": ("serve",),
 }
@@ -94,15 +96,14 @@ class Registry(Generic[C]):
 
 # First-party components announced but not released yet: say so instead of sending users to
 # an install that cannot succeed.
-UNRELEASED_EXTRAS = frozenset({"modal"})
+UNRELEASED_EXTRAS = frozenset({"modal", "vllm"})
 
 
 def unknown_hint(kind: str, name: str) -> str:
     extra = FIRST_PARTY_EXTRAS.get((kind, name))
     if extra in UNRELEASED_EXTRAS:
-        return (
-            f'{name!r} is not released yet; it will ship as pip install "doppelkit[{extra}]". '
-            "Until then leave out +backend to run locally."
+        return f'{name!r} is not released yet; it will ship as pip install "doppelkit[{extra}]". ' + (
+            "Until then leave out +backend to run locally." if kind == "backend" else ""
         )
     if extra:
         return f'{name!r} is provided by an optional extra: pip install "doppelkit[{extra}]"'
@@ -116,6 +117,7 @@ class Registries:
         self.source: Registry[Any] = Registry("source")
         self.formatter: Registry[Any] = Registry("formatter")
         self.trainer: Registry[Any] = Registry("trainer")
+        self.engine: Registry[Any] = Registry("engine")
         self.backend: Registry[Any] = Registry("backend")
         self.frontend: Registry[Any] = Registry("frontend")
 

@@ -1,7 +1,10 @@
 """Pydantic models of the core (non-plugin) config sections.
 
-Plugin sections (``source``, ``formatter``, ``trainer``, ``backend``, ``frontend``) are validated
-by their component's own ``Config``; these cover everything else in ``configs/doppelkit.yaml``.
+Component sections (``source``, ``formatter``, ``trainer``, ``engine``, ``backend``,
+``frontend``) are validated by their component's own ``Config``; these cover everything else
+in ``configs/doppelkit.yaml``. A setting only one plugin reads belongs in that plugin's
+``Config`` (the persona store URL in the bot's, the tiny model's shape in the trainer's), not
+here: :data:`MOVED_KEYS` lists where earlier versions' keys went.
 """
 
 from __future__ import annotations
@@ -18,50 +21,30 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class TinyModelConfig(_Section):
-    """Shape of the locally built tiny model (``model=tiny``); nothing is downloaded."""
-
-    vocab_size: int = Field(2048, ge=260, le=65536)
-    hidden_size: int = Field(128, ge=16)
-    intermediate_size: int = Field(344, ge=16)
-    num_hidden_layers: int = Field(4, ge=1)
-    num_attention_heads: int = Field(4, ge=1)
-    num_key_value_heads: int = Field(2, ge=1)
-    max_position_embeddings: int = Field(1024, ge=64)
-    pretrain_steps: int = Field(200, ge=0)  # brief pretraining on the workspace's own text
-    pretrain_batch_size: int = Field(16, ge=1)
-    pretrain_learning_rate: float = Field(3e-3, gt=0)
-    seed: int = 0
-
-
 class ModelConfig(_Section):
-    """The base model: a hub id, a local directory, or ``tiny`` (built locally)."""
+    """The base model: a hub id, a local directory, or ``tiny`` (built locally by the trainer)."""
 
     name: str = "tiny"
     revision: str | None = None
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    load_in_4bit: bool = False  # QLoRA; needs bitsandbytes and a CUDA GPU
     trust_remote_code: bool = False
-    tiny: TinyModelConfig | None = None
 
 
 class DatasetConfig(_Section):
-    """Where ``doppelkit ingest`` writes; ``null`` means under home (per team and persona)."""
+    """What ``doppelkit ingest`` writes, and how it splits and groups threads."""
 
-    path: Path | None = None
-
-
-class EngineConfig(_Section):
-    """Generation settings shared by every frontend."""
-
-    max_resident: int = Field(4, ge=1)
-    temperature: float = Field(0.7, ge=0)
-    top_p: float = Field(0.95, gt=0, le=1)
-    top_k: int = Field(50, ge=0)
-    max_new_tokens: int = Field(200, ge=1)
-    repetition_penalty: float = Field(1.1, gt=0)
-    stop: list[str] = Field(default_factory=list)
-    seed: int | None = None
+    path: Path | None = Field(
+        None, description="the dataset JSONL; null = home/datasets/<team>/<user>/dataset.jsonl"
+    )
+    eval_fraction: float = Field(
+        0.1, ge=0, lt=1, description="share of threads held out for evaluation (by thread, deterministic)"
+    )
+    session_gap_minutes: float | None = Field(
+        None,
+        gt=0,
+        description="merge lone top-level messages of a channel this close together into one "
+        "conversation; null = off",
+    )
 
 
 class ScrubConfig(_Section):
@@ -78,12 +61,6 @@ class ScrubConfig(_Section):
     phones: bool = False
 
 
-class StoreConfig(_Section):
-    """The persona store; ``url: null`` means a SQLite file under home/state."""
-
-    url: str | None = None
-
-
 class Settings(_Section):
     """The validated core of a run configuration."""
 
@@ -91,7 +68,28 @@ class Settings(_Section):
     persona: PersonaSelector = Field(default_factory=PersonaSelector)
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
-    engine: EngineConfig = Field(default_factory=EngineConfig)
     scrub: ScrubConfig = Field(default_factory=ScrubConfig)
-    store: StoreConfig = Field(default_factory=StoreConfig)
     verbose: bool = False
+
+
+# Keys that moved to the component that reads them. A run that still sets one fails with one
+# line naming the new key; docs/migration.md lists them.
+MOVED_KEYS: dict[str, str] = {
+    "store": "frontend.store_url",
+    "store.url": "frontend.store_url",
+    "model.load_in_4bit": "trainer.load_in_4bit",
+    "formatter.eval_fraction": "dataset.eval_fraction",
+    "formatter.session_gap_minutes": "dataset.session_gap_minutes",
+}
+# Whole sections that moved: every key under them moved with them.
+MOVED_SECTIONS: dict[str, str] = {"model.tiny": "trainer.tiny"}
+
+
+def moved_key(key: str) -> str | None:
+    """The new name of ``key`` if it moved (``model.tiny.seed`` → ``trainer.tiny.seed``)."""
+    if key in MOVED_KEYS:
+        return MOVED_KEYS[key]
+    for old, new in MOVED_SECTIONS.items():
+        if key == old or key.startswith(old + "."):
+            return new + key[len(old) :]
+    return None

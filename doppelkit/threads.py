@@ -6,7 +6,7 @@ Both work one thread at a time, so ingest keeps streaming in bounded memory:
   (``Thread.user_labels``), so formatters need no workspace;
 * :func:`group_sessions` — merge lone top-level messages of one channel that follow each other
   within N minutes into one conversation (``kind="session"``), for workspaces that rarely use
-  threads (``formatter.session_gap_minutes``).
+  threads (``dataset.session_gap_minutes``).
 """
 
 from __future__ import annotations

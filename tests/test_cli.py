@@ -78,7 +78,7 @@ def test_plugins_lists_every_kind() -> None:
     for kind in ("sources", "formatters", "trainers", "backends", "frontends"):
         assert f"{kind}:" in table.stdout
     listing = json.loads(run_cli(["plugins", "--json"]).stdout)
-    assert set(listing["components"]) == {"source", "formatter", "trainer", "backend", "frontend"}
+    assert set(listing["components"]) == {"source", "formatter", "trainer", "engine", "backend", "frontend"}
     assert {"name": "local", "plugin": "doppelkit.builtins.backends"} in listing["components"]["backend"]
 
 

@@ -8,12 +8,11 @@ from typing import Any
 
 import pytest
 
-from doppelkit.builtins.formatters import ChatFormatter
 from doppelkit.config import RunConfig
 from doppelkit.interfaces import RunContext
 from doppelkit.models import Example, Thread, User, Workspace
 from doppelkit.pipeline import eval_share, ingest
-from doppelkit.settings import ScrubConfig
+from doppelkit.settings import DatasetConfig, ScrubConfig
 from doppelkit.testing.samples import ANN, BOB, PERSONA_ID, TEAM, message
 from doppelkit.testing.workspaces import ingest_config
 
@@ -110,9 +109,9 @@ def test_the_held_out_split_is_by_thread_and_deterministic(run_context: RunConte
 
 
 def test_eval_fraction_defaults_to_a_tenth_and_is_validated() -> None:
-    assert ChatFormatter.Config().eval_fraction == 0.1
+    assert DatasetConfig().eval_fraction == 0.1
     with pytest.raises(ValueError):
-        ChatFormatter.Config(eval_fraction=1.0)
+        DatasetConfig(eval_fraction=1.0)
     threads = workspace_threads(400)
     held = sum(eval_share(t, 0.1) for t in threads)
     assert 20 <= held <= 60

@@ -48,7 +48,7 @@ def test_reingest_without_held_out_split_removes_the_stale_one(tmp_path: Path) -
     assert run_cli(args, env=ENV).returncode == 0
     paths = DatasetPaths.beside(out)
     assert paths.eval.is_file()
-    assert run_cli([*args, "formatter.eval_fraction=0"], env=ENV).returncode == 0
+    assert run_cli([*args, "dataset.eval_fraction=0"], env=ENV).returncode == 0
     assert not paths.eval.exists()
     from doppelkit.models import DatasetReport
 

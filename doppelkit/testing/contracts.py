@@ -172,28 +172,85 @@ class TrainerContract:
         assert second.version != first.version
         assert first.adapter_dir.is_dir(), "publishing a new version keeps the previous one"
 
-    def test_engine_serves_the_published_version(self, trainer: Trainer, train_job: TrainJob) -> None:
-        """The trainer's engine sees what it published and answers as the persona."""
+    def test_publishes_where_engines_look(self, trainer: Trainer, train_job: TrainJob) -> None:
+        """The adapter is published in the core layout (doppelkit.artifacts), as current."""
+        from doppelkit.artifacts import current_version
+        from doppelkit.home import Home
+
         persona = train_job.persona
-        engine = trainer.engine(train_job.formatter)
-        assert isinstance(engine, Engine)
-        assert engine.current_version(persona.team, persona.id) is None
         result = trainer.train(train_job)
-        assert engine.current_version(persona.team, persona.id) == result.version
-        thread = Thread(
+        home = Home(result.adapter_dir.parents[3])  # home/adapters/<team>/<user>/<version>
+        assert result.adapter_dir.parent == home.adapters(persona.team, persona.id)
+        published = current_version(home, persona.team, persona.id)
+        assert published is not None and published.version == result.version
+        assert published.manifest.formatter == train_job.formatter.name
+
+
+class EngineContract:
+    """Fixtures to provide: ``engine`` (an instance over a home where ``persona`` has a published
+    adapter; deterministic — greedy or seeded — so a reply can be compared with its stream)
+    and ``persona`` (that published :class:`~doppelkit.models.Persona`)."""
+
+    OTHER = "U0CONTRACTX"  # the colleague talking to the persona
+
+    @pytest.fixture
+    def engine(self) -> Engine:
+        raise NotImplementedError("provide an `engine` fixture")
+
+    @pytest.fixture
+    def persona(self) -> Persona:
+        raise NotImplementedError("provide a `persona` fixture (published in the engine's home)")
+
+    def thread(self, persona: Persona) -> Thread:
+        return Thread(
             team=persona.team,
             channel="C0CONTRACT",
             ts="1.000000",
-            messages=[Message(ts="1.000000", user="U0CONTRACT", text="hi, how is it going?")],
-            user_labels={"U0CONTRACT": "Sam"},
+            messages=[Message(ts="1.000000", user=self.OTHER, text="hi, how is it going with the deploy?")],
+            user_labels={self.OTHER: "Sam", persona.id: persona.label},
         )
-        chunks = list(engine.stream(persona, thread))
-        assert all(isinstance(c, str) for c in chunks)
-        replies = engine.reply(persona, thread)
-        assert isinstance(replies, list) and all(isinstance(r, str) and r.strip() for r in replies)
-        close = getattr(engine, "close", None)
-        if callable(close):
-            close()
+
+    def test_component_shape(self, engine: Engine) -> None:
+        check_component_class(type(engine), "engine")
+        assert isinstance(engine, Engine)
+
+    def test_lists_and_versions_the_published_persona(self, engine: Engine, persona: Persona) -> None:
+        listed = {(m.team, m.persona_id): m for m in engine.personas()}
+        assert (persona.team, persona.id) in listed, "personas() lists every published persona"
+        version = engine.current_version(persona.team, persona.id)
+        assert version is not None and version == listed[(persona.team, persona.id)].version
+
+    def test_an_unknown_persona_has_no_version_and_no_reply(self, engine: Engine, persona: Persona) -> None:
+        from doppelkit.errors import PersonaError
+        from doppelkit.models import User
+
+        assert engine.current_version(persona.team, "U0NOBODYZZ") is None
+        stranger = Persona(team=persona.team, user=User(id="U0NOBODYZZ", display_name="nobody"))
+        with pytest.raises(PersonaError):
+            engine.reply(stranger, self.thread(persona))
+
+    def test_reply_is_the_personas_messages(self, engine: Engine, persona: Persona) -> None:
+        replies = engine.reply(persona, self.thread(persona))
+        assert isinstance(replies, list) and replies, "a reply is at least one message"
+        for message in replies:
+            assert isinstance(message, str) and message.strip(), "no empty messages"
+            assert message == message.strip(), "messages are stripped"
+            assert "\n---\n" not in f"\n{message}\n", "the reply separator splits messages, it is not in one"
+            assert not message.startswith(("Sam:", f"{persona.label}:")), (
+                "no speaker tags: the persona speaks"
+            )
+
+    def test_stream_gives_the_same_reply(self, engine: Engine, persona: Persona) -> None:
+        from doppelkit.builtins.formatters.turns import split_reply
+
+        chunks = list(engine.stream(persona, self.thread(persona)))
+        assert all(isinstance(chunk, str) for chunk in chunks)
+        assert "".join(chunks).strip(), "the stream is not empty"
+        assert split_reply("".join(chunks)) == engine.reply(persona, self.thread(persona))
+
+    def test_close_can_be_called_twice(self, engine: Engine) -> None:
+        engine.close()
+        engine.close()
 
 
 class BackendContract:
@@ -206,6 +263,9 @@ class BackendContract:
     def test_component_shape(self, backend: Backend) -> None:
         check_component_class(type(backend), "backend")
         assert isinstance(backend, Backend)
+
+    def test_says_where_steps_run(self, backend: Backend) -> None:
+        assert backend.device is None or isinstance(backend.device, str)
 
     def test_run_returns_the_steps_result(self, backend: Backend) -> None:
         assert backend.run(pow, 2, 10) == 1024

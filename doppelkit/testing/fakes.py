@@ -11,7 +11,11 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import ClassVar
 
+from pydantic import BaseModel, ConfigDict
+
+from doppelkit.errors import PersonaError
 from doppelkit.models import AdapterManifest, Persona, Thread
 
 
@@ -34,6 +38,11 @@ class EchoEngine:
     * ``labels`` — display names of the personas in ``versions`` (``personas()`` manifests).
     """
 
+    name: ClassVar[str] = "echo"
+
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
     versions: dict[tuple[str, str], str] = field(default_factory=dict)
     every_persona_trained: bool = False
     delay: float = 0.0
@@ -42,6 +51,7 @@ class EchoEngine:
     fail_with: BaseException | None = None
     labels: dict[str, str] = field(default_factory=dict)  # user ID → name in personas() ("" if absent)
     calls: list[EngineCall] = field(default_factory=list)
+    closed: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def current_version(self, team: str, user: str) -> str | None:
@@ -82,8 +92,15 @@ class EchoEngine:
             time.sleep(self.delay)
         if self.fail_with is not None:
             raise self.fail_with
+        if self.current_version(persona.team, persona.id) is None:
+            raise PersonaError(f"{persona.label} ({persona.id}) has no trained adapter")
         return self._answer(persona, thread)
 
     def stream(self, persona: Persona, thread: Thread, *, bot_user_id: str | None = None) -> Iterator[str]:
-        for message in self.reply(persona, thread, bot_user_id=bot_user_id):
-            yield from (word + " " for word in message.split(" "))
+        from doppelkit.builtins.formatters.turns import join_reply
+
+        text = join_reply(self.reply(persona, thread, bot_user_id=bot_user_id))
+        yield from (text[i : i + 7] for i in range(0, len(text), 7))
+
+    def close(self) -> None:
+        self.closed = True

@@ -46,5 +46,8 @@ def doppelkit_home(tmp_path: Path) -> Home:
 
 @pytest.fixture
 def run_context(doppelkit_home: Home, doppelkit_pm: pluggy.PluginManager) -> RunContext:
-    """A RunContext over ``doppelkit_home`` with the hermetic plugin manager's hooks."""
-    return make_context(doppelkit_home.root, hook=doppelkit_pm.hook)
+    """A RunContext over ``doppelkit_home`` with the hermetic plugin manager's hooks and
+    registries (built-ins plus anything ``register_plugin`` added before it was built)."""
+    return make_context(
+        doppelkit_home.root, hook=doppelkit_pm.hook, registries=build_registries(doppelkit_pm)
+    )

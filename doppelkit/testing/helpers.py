@@ -15,15 +15,33 @@ from rich.console import Console
 from doppelkit.home import Home
 from doppelkit.interfaces import RunContext
 from doppelkit.models import PersonaSelector
+from doppelkit.registry import Registries
+from doppelkit.settings import Settings
 
 
-def make_context(home: Path, hook: Any = None, persona: str | None = None) -> RunContext:
-    """A RunContext over ``home`` whose console writes to a string buffer."""
+def make_context(
+    home: Path,
+    hook: Any = None,
+    persona: str | None = None,
+    *,
+    registries: Registries | None = None,
+    settings: Settings | None = None,
+) -> RunContext:
+    """A RunContext over ``home`` whose console writes to a string buffer.
+
+    ``registries`` default to the built-ins' (a hermetic plugin manager), so an engine built on
+    this context finds the built-in formatters; ``settings`` default to the core defaults."""
+    if registries is None:
+        from doppelkit.plugins import build_registries, get_plugin_manager
+
+        registries = build_registries(get_plugin_manager(load_entrypoints=False))
+    if settings is None:
+        settings = Settings(home=Home.at(home).root, persona=PersonaSelector(user=persona))
     return RunContext(
-        home=Home.at(home),
+        settings=settings,
         console=Console(file=io.StringIO(), width=120),
         hook=hook,
-        persona=PersonaSelector(user=persona),
+        registries=registries,
     )
 
 

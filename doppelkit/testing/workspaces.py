@@ -48,13 +48,21 @@ def ingest_config(
     scrub: ScrubConfig | None = None,
     **formatter_options: Any,
 ) -> RunConfig:
-    """The run config of ``doppelkit ingest persona.user=<persona>`` over these threads."""
+    """The run config of ``doppelkit ingest persona.user=<persona>`` over these threads.
+
+    ``eval_fraction`` and ``session_gap_minutes`` go to ``dataset.*``; other options to the
+    chat formatter."""
     from doppelkit.builtins.formatters import ChatFormatter
     from doppelkit.settings import Settings
 
     source = static_source(workspace, threads)
+    dataset = {
+        k: formatter_options.pop(k)
+        for k in ("eval_fraction", "session_gap_minutes")
+        if k in formatter_options
+    }
     settings = Settings.model_validate(
-        {"home": home, "persona": {"user": persona}, "scrub": scrub or ScrubConfig()}
+        {"home": home, "persona": {"user": persona}, "scrub": scrub or ScrubConfig(), "dataset": dataset}
     )
     formatter = ChatFormatter.Config(**formatter_options)
     return RunConfig(

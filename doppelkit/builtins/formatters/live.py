@@ -13,14 +13,6 @@ from collections import Counter
 from doppelkit.interfaces import RunContext
 from doppelkit.models import Thread
 from doppelkit.pipeline import scrub_thread
-from doppelkit.settings import ScrubConfig
-
-
-def scrub_config(context: RunContext) -> ScrubConfig | None:
-    """The run's ``scrub`` section, or ``None`` (defaults) outside a configured run."""
-    settings = getattr(context.settings, "settings", None)
-    config = getattr(settings, "scrub", None)
-    return config if isinstance(config, ScrubConfig) else None
 
 
 def scrub_live_thread(thread: Thread, context: RunContext, counts: Counter[str] | None = None) -> Thread:
@@ -28,5 +20,5 @@ def scrub_live_thread(thread: Thread, context: RunContext, counts: Counter[str] 
     if context.hook is None:
         return thread
     return scrub_thread(
-        thread, context.hook, counts if counts is not None else Counter(), scrub_config(context)
+        thread, context.hook, counts if counts is not None else Counter(), context.settings.scrub
     )

@@ -28,15 +28,6 @@ class ThreadOptions(BaseModel):
         20, ge=0, description="context budget: number of earlier messages (most recent kept)"
     )
     train_on_inputs: bool = Field(False, description="also take loss on the prompt, not just the reply")
-    eval_fraction: float = Field(
-        0.1, ge=0, lt=1, description="share of threads held out for evaluation (by thread, deterministic)"
-    )
-    session_gap_minutes: float | None = Field(
-        None,
-        gt=0,
-        description="merge lone top-level messages of a channel this close together into one "
-        "conversation; null = off",
-    )
     include_bots: bool = Field(
         False, description="keep other bots' messages as context (never as the persona's replies)"
     )

@@ -65,7 +65,7 @@ def test_validated_like_a_builtin(chats: Path, tmp_path: Path) -> None:
 
     typo = run_cli(["validate", "source=jsonl", f"source.path={chats}", "+source.teem=x", f"home={tmp_path}"])
     assert typo.returncode == 2
-    assert "source.teem" in typo.stderr and "did you mean 'team'" in typo.stderr
+    assert "source.teem" in typo.stderr and "did you mean source.team?" in typo.stderr
 
 
 def test_ingest_from_the_cli(chats: Path, tmp_path: Path) -> None:
@@ -79,7 +79,7 @@ def test_ingest_from_the_cli(chats: Path, tmp_path: Path) -> None:
             f"dataset.path={out}",
             f"home={tmp_path / 'home'}",
             "formatter.min_length=10",
-            "formatter.eval_fraction=0",
+            "dataset.eval_fraction=0",
         ]
     )
     assert result.returncode == 0, result.stderr

@@ -6,18 +6,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lora_testkit import PERSONA, SMALL_TINY, fast_config, make_examples, write_jsonl
+from lora_testkit import PERSONA, fast_config, make_examples, write_jsonl
 
 from doppelkit.builtins.formatters import ChatFormatter
 from doppelkit.interfaces import RunContext, TrainJob
 from doppelkit.models import DatasetReport
 from doppelkit.settings import ModelConfig
-from doppelkit_lora.trainer import LoraTrainer
+from doppelkit_lora.train.trainer import LoraTrainer
 
 
 @pytest.fixture
 def model_config() -> ModelConfig:
-    return ModelConfig(name="tiny", dtype="float32", tiny=SMALL_TINY)
+    return ModelConfig(name="tiny", dtype="float32")
 
 
 @pytest.fixture

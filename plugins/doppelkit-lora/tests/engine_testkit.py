@@ -15,11 +15,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from doppelkit import artifacts
 from doppelkit.home import Home
 from doppelkit.models import AdapterManifest, Message, Persona, Thread, User
-from doppelkit.settings import EngineConfig, TinyModelConfig
-from doppelkit_lora import artifacts
-from doppelkit_lora.tiny import (
+from doppelkit_lora.model.tiny import (
     BOS,
     CHAT_TEMPLATE,
     EOS,
@@ -28,9 +27,11 @@ from doppelkit_lora.tiny import (
     SPECIAL_TOKENS,
     TINY_NAME,
     TinyBase,
+    TinyModelConfig,
     build_model,
     tiny_dir,
 )
+from doppelkit_lora.serve.engine import PeftEngine, PeftEngineConfig
 
 TEAM = "T0TEST"
 MAYA = Persona(team=TEAM, user=User(id="U0MAYA", display_name="maya"))
@@ -63,7 +64,7 @@ ENGINE_TINY = TinyModelConfig(
     pretrain_batch_size=4,
 )
 
-GREEDY = EngineConfig(max_resident=2, temperature=0.0, repetition_penalty=1.0, max_new_tokens=12)
+GREEDY = PeftEngineConfig(max_resident=2, temperature=0.0, repetition_penalty=1.0, max_new_tokens=12)
 
 
 def build_tiny_base(home: Home) -> TinyBase:
@@ -144,6 +145,15 @@ def thread(text: str, *, persona: Persona = MAYA) -> Thread:
 
 def adapter_dir(home: Home, persona: Persona, version: str) -> Path:
     return home.adapters(persona.team, persona.id) / version
+
+
+def make_engine(home: Home, config: PeftEngineConfig = GREEDY, **context: Any) -> PeftEngine:
+    """The peft engine over ``home`` on the CPU, built as ``engine=peft`` builds it."""
+    from doppelkit.testing.helpers import make_context
+
+    made = make_context(home.root, **context)
+    made.device = "cpu"
+    return PeftEngine(config, made)
 
 
 def chat_formatter(context: Any) -> Any:

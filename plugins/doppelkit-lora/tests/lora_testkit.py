@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from doppelkit.models import ChatMessage, Example, Persona, User
-from doppelkit.settings import TinyModelConfig
-from doppelkit_lora.trainer import LoraConfig
+from doppelkit_lora.model.tiny import TinyModelConfig
+from doppelkit_lora.train.trainer import LoraConfig
 
 PERSONA = Persona(team="T0TEST", user=User(id="U0MAYA", display_name="maya"))
 SYSTEM = "You are maya, chatting with your colleagues in your company's Slack."
@@ -82,5 +82,6 @@ def fast_config(**overrides: Any) -> LoraConfig:
         "checkpoint_every": 2,
         "report_samples": 2,
         "report_max_new_tokens": 6,
+        "tiny": SMALL_TINY,
     }
     return LoraConfig(**{**values, **overrides})

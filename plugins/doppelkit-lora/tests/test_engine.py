@@ -15,20 +15,20 @@ from engine_testkit import (
     MAYA,
     build_tiny_base,
     chat_formatter,
+    make_engine,
     publish_random_adapter,
     thread,
 )
 
+from doppelkit import artifacts
 from doppelkit.errors import PersonaError, UserError
 from doppelkit.home import Home
 from doppelkit.interfaces import Engine
 from doppelkit.models import Persona, User
-from doppelkit.settings import EngineConfig
-from doppelkit.testing.helpers import make_context
-from doppelkit_lora import artifacts
-from doppelkit_lora.adapter_files import UnsafeAdapterError
-from doppelkit_lora.engine import LoraEngine
-from doppelkit_lora.tiny import TinyBase
+from doppelkit.testing.contracts import EngineContract
+from doppelkit_lora.model.tiny import TinyBase
+from doppelkit_lora.serve.adapter_files import UnsafeAdapterError
+from doppelkit_lora.serve.engine import PeftEngine
 
 QUESTION = "did the deploy go out?"
 SEEDS = {MAYA.id: 11, ERIK.id: 12, JO.id: 13}
@@ -53,27 +53,23 @@ def own_home(tmp_path: Path) -> tuple[Home, TinyBase]:
     return home, base
 
 
-def make_engine(home: Home, config: EngineConfig = GREEDY) -> LoraEngine:
-    return LoraEngine(home, chat_formatter(make_context(home.root)), config, device="cpu")
-
-
 @pytest.fixture
 def engine(shared: tuple[Home, TinyBase]) -> Any:
     with make_engine(shared[0], GREEDY.model_copy(update={"max_resident": 3})) as engine:
         yield engine
 
 
-def text_of(engine: LoraEngine, persona: Persona, question: str = QUESTION) -> str:
+def text_of(engine: PeftEngine, persona: Persona, question: str = QUESTION) -> str:
     return "".join(engine.stream(persona, thread(question, persona=persona)))
 
 
-def test_it_is_an_engine(engine: LoraEngine) -> None:
+def test_it_is_an_engine(engine: PeftEngine) -> None:
     assert isinstance(engine, Engine)
     assert engine.current_version(MAYA.team, MAYA.id) == "v1"
     assert engine.current_version(MAYA.team, "U0NOBODY") is None
 
 
-def test_one_base_load_serves_several_personas(engine: LoraEngine) -> None:
+def test_one_base_load_serves_several_personas(engine: PeftEngine) -> None:
     replies = {p.id: text_of(engine, p) for p in (MAYA, ERIK, JO, MAYA, ERIK)}
     assert engine.stats.base_loads == 1
     assert engine.stats.adapter_loads == 3, "each persona's adapter is loaded once"
@@ -97,7 +93,7 @@ def test_least_recently_used_adapter_is_evicted(shared: tuple[Home, TinyBase]) -
         assert engine.stats.base_loads == 1
 
 
-def test_mixed_batch_gives_the_same_text_as_separate_requests(engine: LoraEngine) -> None:
+def test_mixed_batch_gives_the_same_text_as_separate_requests(engine: PeftEngine) -> None:
     requests = [
         (MAYA, thread(QUESTION)),
         (ERIK, thread("lunch at noon?", persona=ERIK)),
@@ -112,7 +108,7 @@ def test_mixed_batch_gives_the_same_text_as_separate_requests(engine: LoraEngine
     assert engine.stats.largest_batch == 4 and engine.stats.mixed_batches >= 1
 
 
-def test_concurrent_callers_each_get_their_own_reply(engine: LoraEngine) -> None:
+def test_concurrent_callers_each_get_their_own_reply(engine: PeftEngine) -> None:
     personas = [MAYA, ERIK, JO] * 2
     expected = {p.id: engine.reply(p, thread(QUESTION, persona=p)) for p in personas}
     results: dict[int, list[str]] = {}
@@ -168,26 +164,33 @@ def test_stop_sequences_end_the_reply(shared: tuple[Home, TinyBase]) -> None:
         assert text_of(engine, ERIK) == " ".join(cut)
 
 
-def test_stream_chunks_add_up_to_the_reply(engine: LoraEngine) -> None:
+def test_stream_chunks_add_up_to_the_reply(engine: PeftEngine) -> None:
     chunks = list(engine.stream(JO, thread(QUESTION, persona=JO)))
     assert len(chunks) > 1, "text arrives in pieces while it is generated"
     assert engine.reply(JO, thread(QUESTION, persona=JO)) == ["".join(chunks)]
 
 
-def test_a_multi_message_reply_is_split(engine: LoraEngine, monkeypatch: pytest.MonkeyPatch) -> None:
-    pieces = ["yep shipped it\n\n-", "--\n\nall green", " so far\n\n---\n\n:rocket:"]
-    monkeypatch.setattr(engine, "stream", lambda *a, **k: iter(pieces))
-    assert engine.reply(MAYA, thread(QUESTION)) == ["yep shipped it", "all green so far", ":rocket:"]
+def test_a_multi_message_reply_is_split_by_the_personas_formatter() -> None:
+    from doppelkit.reply_text import ReplyCutter
+    from doppelkit.testing import make_context
+    from doppelkit_lora.serve.engine import _Request
+
+    request = _Request(MAYA, thread(QUESTION), None, seed=0)
+    request.start(ReplyCutter(), lambda ids: "", "v1", chat_formatter(make_context(Path("."))))
+    for piece in ["yep shipped it\n\n-", "--\n\nall green", " so far\n\n---\n\n:rocket:"]:
+        request.out.put(piece)
+    request.finish()
+    assert request.messages() == ["yep shipped it", "all green so far", ":rocket:"]
 
 
-def test_no_adapter_is_a_persona_error(engine: LoraEngine) -> None:
+def test_no_adapter_is_a_persona_error(engine: PeftEngine) -> None:
     nobody = Persona(team=MAYA.team, user=User(id="U0NOBODY", display_name="nobody"))
     with pytest.raises(PersonaError, match="run `doppelkit persona.user=U0NOBODY` first"):
         engine.reply(nobody, thread(QUESTION))
 
 
 @pytest.mark.parametrize("team, user", [("T0TEST", "../../etc"), ("..", "U0MAYA"), ("T0TEST", "a/b")])
-def test_unsafe_ids_never_reach_the_filesystem(engine: LoraEngine, team: str, user: str) -> None:
+def test_unsafe_ids_never_reach_the_filesystem(engine: PeftEngine, team: str, user: str) -> None:
     with pytest.raises(ValueError, match="not a valid ID"):
         engine.current_version(team, user)
     with pytest.raises(ValueError, match="not a valid ID"):
@@ -234,21 +237,30 @@ def test_serving_is_offline(own_home: tuple[Home, TinyBase], monkeypatch: pytest
     assert huggingface_hub.constants.HF_HUB_OFFLINE is True
 
 
-def test_the_lora_trainer_builds_this_engine(own_home: tuple[Home, TinyBase]) -> None:
-    from doppelkit_lora.trainer import LoraTrainer
+def test_engine_peft_is_registered_by_the_plugin() -> None:
+    from doppelkit.plugins import build_registries, get_plugin_manager
 
-    context = make_context(own_home[0].root)
-    trainer = LoraTrainer(LoraTrainer.Config(), context)
-    engine = trainer.engine(chat_formatter(context))
-    assert isinstance(engine, LoraEngine) and isinstance(engine, Engine)
-    engine.close()
+    registries = build_registries(get_plugin_manager())
+    assert registries.engine.get("peft") is PeftEngine
+    assert registries.engine.registration("peft").plugin == "lora"
 
 
-def test_stacked_mixed_batch_matches_peft_adapter_names(engine: LoraEngine) -> None:
+class TestPeftEngineContract(EngineContract):
+    @pytest.fixture
+    def engine(self, shared: tuple[Home, TinyBase]) -> Any:
+        with make_engine(shared[0]) as engine:
+            yield engine
+
+    @pytest.fixture
+    def persona(self) -> Persona:
+        return MAYA
+
+
+def test_stacked_mixed_batch_matches_peft_adapter_names(engine: PeftEngine) -> None:
     """The fast mixed-batch path computes what PEFT's ``adapter_names`` does (and a base row)."""
     import torch
 
-    from doppelkit_lora.mixed_lora import StackedLora, supported
+    from doppelkit_lora.decoding.mixed_lora import StackedLora, supported
 
     for persona in (MAYA, ERIK, JO):
         text_of(engine, persona)

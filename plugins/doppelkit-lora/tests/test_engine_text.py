@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from doppelkit_lora.reply_text import ReplyCutter
+from doppelkit.reply_text import ReplyCutter
 
 
 def stream(cutter: ReplyCutter, text: str, step: int = 1) -> tuple[list[str], str]:

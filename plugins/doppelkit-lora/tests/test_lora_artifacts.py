@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from doppelkit import artifacts
 from doppelkit.home import Home
 from doppelkit.models import AdapterManifest
-from doppelkit_lora import artifacts
 
 TEAM, USER = "T0TEST", "U0MAYA"
 
@@ -86,7 +86,7 @@ def test_sigkill_at_each_publish_point(doppelkit_home: Home, point: str) -> None
         from pathlib import Path
         from doppelkit.home import Home
         from doppelkit.models import AdapterManifest
-        from doppelkit_lora import artifacts
+        from doppelkit import artifacts
         def write(directory):
             (directory / "adapter_config.json").write_text(json.dumps({{"marker": "two"}}))
             (directory / "adapter_model.safetensors").write_bytes(b"two")
@@ -94,7 +94,7 @@ def test_sigkill_at_each_publish_point(doppelkit_home: Home, point: str) -> None
         artifacts.publish(Home.at({str(doppelkit_home.root)!r}), {TEAM!r}, {USER!r}, write, manifest)
         """
     )
-    env = {**os.environ, "DOPPELKIT_LORA_CRASH_AT": point}
+    env = {**os.environ, "DOPPELKIT_CRASH_AT": point}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == -9, done.stderr
 

@@ -10,7 +10,7 @@ import pytest
 
 from doppelkit.errors import UserError
 from doppelkit.settings import ModelConfig
-from doppelkit_lora import loading
+from doppelkit_lora.model import loading
 
 
 def test_missing_weights_offline_say_how_to_provide_a_local_path(
@@ -35,9 +35,9 @@ def test_a_missing_local_directory_is_named(doppelkit_home, tmp_path) -> None:
 
 
 def test_qlora_needs_a_gpu(doppelkit_home) -> None:
-    config = ModelConfig(name="org/model", load_in_4bit=True)
-    with pytest.raises(UserError, match="needs a CUDA GPU"):
-        loading.quantization_config(config, "cpu")
+    config = ModelConfig(name="org/model")
+    with pytest.raises(UserError, match="trainer.load_in_4bit=true .* needs a CUDA GPU"):
+        loading.quantization_config(config, "cpu", load_in_4bit=True)
 
 
 def test_dtype_is_fp32_on_cpu() -> None:

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from doppelkit.interfaces import Rendered
-from doppelkit_lora.objective import per_token_losses
-from doppelkit_lora.packing import IGNORE_INDEX, collate, pack
+from doppelkit_lora.train.objective import per_token_losses
+from doppelkit_lora.train.packing import IGNORE_INDEX, collate, pack
 
 
 def _tiny_llama(attn: str):  # type: ignore[no-untyped-def]

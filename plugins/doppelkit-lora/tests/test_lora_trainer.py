@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from lora_testkit import fast_config
 
+from doppelkit import artifacts
 from doppelkit.interfaces import TrainJob
 from doppelkit.testing.contracts import TrainerContract
-from doppelkit_lora import artifacts
-from doppelkit_lora import trainer as trainer_module
-from doppelkit_lora.tiny import tiny_dir
-from doppelkit_lora.trainer import LoraTrainer
+from doppelkit_lora.model.tiny import tiny_dir
+from doppelkit_lora.train import trainer as trainer_module
+from doppelkit_lora.train.trainer import LoraTrainer
 
 
 class TestLoraTrainer(TrainerContract):
@@ -162,7 +162,7 @@ def test_kill_during_publish_keeps_the_previous_version(
     spec_path = tmp_path / "spec.json"
     spec_path.write_text(json.dumps(spec), encoding="utf-8")
     runner = Path(__file__).with_name("train_in_subprocess.py")
-    env = {**os.environ, "DOPPELKIT_LORA_CRASH_AT": "publish:staged", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "DOPPELKIT_CRASH_AT": "publish:staged", "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(
         [sys.executable, str(runner), str(spec_path)], capture_output=True, text=True, env=env, timeout=300
     )
@@ -190,14 +190,13 @@ def _assert_loads(adapter: Path, revision: str | None, home) -> None:  # type: i
 
 
 def test_tiny_base_is_cached_and_reused(trainer: LoraTrainer, train_job: TrainJob) -> None:
-    from doppelkit_lora.base_corpus import tiny_corpus
-    from doppelkit_lora.data import read_examples
-    from doppelkit_lora.tiny import TinyCorpus, cache_key, ensure_tiny_base
+    from doppelkit_lora.model.tiny import TinyCorpus, cache_key, ensure_tiny_base
+    from doppelkit_lora.train.base_corpus import tiny_corpus
+    from doppelkit_lora.train.data import read_examples
 
     corpus = tiny_corpus(train_job, read_examples(train_job.dataset))  # no corpus: dataset turns
     assert corpus.origin == "dataset turns"
-    home, config = trainer.context.home, train_job.model.tiny
-    assert config is not None
+    home, config = trainer.context.home, trainer.config.tiny
     first = ensure_tiny_base(home, config, corpus)
     unread = TinyCorpus(corpus.team, corpus.sha256, corpus.origin, read=lambda: pytest.fail("read"))
     second = ensure_tiny_base(home, config, unread)

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_testkit import GREEDY
-from lora_testkit import fast_config
+from engine_testkit import make_engine
+from lora_testkit import SMALL_TINY, fast_config
 
 from doppelkit.builtins.formatters import ChatFormatter
 from doppelkit.builtins.formatters.turns import join_reply
@@ -20,10 +20,9 @@ from doppelkit.pipeline import IngestResult, ingest
 from doppelkit.settings import ModelConfig
 from doppelkit.testing.samples import message
 from doppelkit.testing.workspaces import ingest_config
-from doppelkit_lora import tiny
-from doppelkit_lora.base_corpus import pretraining_texts
-from doppelkit_lora.engine import LoraEngine
-from doppelkit_lora.trainer import LoraConfig, LoraTrainer
+from doppelkit_lora.model import tiny
+from doppelkit_lora.train.base_corpus import pretraining_texts
+from doppelkit_lora.train.trainer import LoraConfig, LoraTrainer
 
 TEAM = "T0SHARED"
 MAYA, ERIK, ANN = "U0MAYA", "U0ERIK", "U0ANN"
@@ -55,14 +54,9 @@ def workspace_threads(n: int = 24) -> list[Thread]:
 
 def quick(**overrides: Any) -> LoraConfig:
     """Only what these tests look at: which base, and that the adapters serve."""
-    return fast_config(max_steps=2, eval_every=0, checkpoint_every=0, report_samples=0, **overrides)
-
-
-@pytest.fixture
-def model_config(model_config: ModelConfig) -> ModelConfig:
-    assert model_config.tiny is not None
-    return model_config.model_copy(
-        update={"tiny": model_config.tiny.model_copy(update={"pretrain_steps": 4})}
+    tiny_base = SMALL_TINY.model_copy(update={"pretrain_steps": 4})
+    return fast_config(
+        max_steps=2, eval_every=0, checkpoint_every=0, report_samples=0, tiny=tiny_base, **overrides
     )
 
 
@@ -121,8 +115,7 @@ def test_personas_of_one_workspace_share_one_tiny_base_and_one_engine(
     marker = tiny.tokenizer_info(built_bases(run_context_cpu)[0])
     assert marker["team"] == TEAM and marker["corpus"].startswith("workspace corpus")
 
-    formatter = ChatFormatter(ChatFormatter.Config(), run_context_cpu)
-    with LoraEngine(run_context_cpu.home, formatter, GREEDY, model_config, device="cpu") as engine:
+    with make_engine(run_context_cpu.home) as engine:
         personas = [maya_data.persona, erik_data.persona, maya_data.persona]
         replies = engine.reply_many([(p, question("did the deploy go out?")) for p in personas])
         assert len(replies) == 3
@@ -139,8 +132,7 @@ def test_a_persona_on_another_exports_base_is_refused_with_how_to_retrain(
     erik_data, erik = ingest_and_train(run_context_cpu, model_config, "erik", newer, quick())
     assert manifest(maya)["model_revision"] != manifest(erik)["model_revision"]
 
-    formatter = ChatFormatter(ChatFormatter.Config(), run_context_cpu)
-    with LoraEngine(run_context_cpu.home, formatter, GREEDY, model_config, device="cpu") as engine:
+    with make_engine(run_context_cpu.home) as engine:
         assert engine.reply(maya_data.persona, question("lunch at noon?")) is not None
         with pytest.raises(UserError) as refused:
             engine.reply(erik_data.persona, question("lunch at noon?"))

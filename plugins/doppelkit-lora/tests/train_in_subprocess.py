@@ -3,7 +3,7 @@
     python train_in_subprocess.py SPEC.json
 
 The spec names the home, the persona, the dataset files, the model and trainer configs. The
-caller sets ``DOPPELKIT_LORA_CRASH_AT`` to make the process SIGKILL itself at a chosen point.
+caller sets ``DOPPELKIT_CRASH_AT`` to make the process SIGKILL itself at a chosen point.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from doppelkit.interfaces import TrainJob
 from doppelkit.models import DatasetReport, Persona
 from doppelkit.settings import ModelConfig
 from doppelkit.testing.helpers import make_context
-from doppelkit_lora.trainer import LoraConfig, LoraTrainer
+from doppelkit_lora.train.trainer import LoraConfig, LoraTrainer
 
 
 def main(spec_path: str) -> None:

@@ -101,7 +101,7 @@ def run_ingest(
         "formatter": Selection("formatter", "chat", ChatFormatter, ChatFormatter.Config(), "test"),
     }
     run = RunConfig(settings=settings, selections=selections)
-    return ingest(run, dataclasses.replace(context, settings=run))
+    return ingest(run, dataclasses.replace(context, settings=settings, run=run))
 
 
 def journals(context: RunContext) -> list[Path]:

@@ -13,7 +13,7 @@ import pytest
 from bolt_support import TEAM, Bot, start_bot, stop_bot, wait_for_posts, wait_until
 
 from doppelkit.errors import UserError
-from doppelkit.models import Persona
+from doppelkit.models import DatasetReport, Persona
 from doppelkit.testing.fakes import EchoEngine
 from doppelkit_slack.store import FAILED, TRAINED
 from doppelkit_slack.testing import FakeSlack
@@ -190,6 +190,8 @@ def test_forget_deletes_training_checkpoints_and_keeps_team_data_while_others_re
         home.datasets(TEAM, "U_ANN") / "dataset.jsonl",
         home.datasets(TEAM, "U_BOB") / "dataset.jsonl",
     )
+    report = DatasetReport(team=TEAM, persona_id="U_BOB", persona_name="Bob")
+    (home.datasets(TEAM, "U_BOB") / "dataset.report.json").write_text(report.model_dump_json())
     (tiny / "tiny.json").write_text(json.dumps({"team": TEAM}))
     assert "training checkpoints" in command(bot, "forget Ann")
     assert not (home.state / "checkpoints" / TEAM / "U_ANN").exists()

@@ -167,15 +167,15 @@ def test_rate_limited_then_failing_web_api(running: Running) -> None:
 # `doppelkit persona.user=maya` on the bundled sample, small enough to train in seconds on a CPU.
 TINY_PERSONA = [
     "persona.user=maya",
-    "model.tiny.vocab_size=300",
-    "model.tiny.hidden_size=32",
-    "model.tiny.intermediate_size=64",
-    "model.tiny.num_hidden_layers=2",
-    "model.tiny.num_attention_heads=2",
-    "model.tiny.num_key_value_heads=1",
-    "model.tiny.max_position_embeddings=256",
-    "model.tiny.pretrain_steps=5",
-    "model.tiny.pretrain_batch_size=4",
+    "trainer.tiny.vocab_size=300",
+    "trainer.tiny.hidden_size=32",
+    "trainer.tiny.intermediate_size=64",
+    "trainer.tiny.num_hidden_layers=2",
+    "trainer.tiny.num_attention_heads=2",
+    "trainer.tiny.num_key_value_heads=1",
+    "trainer.tiny.max_position_embeddings=256",
+    "trainer.tiny.pretrain_steps=5",
+    "trainer.tiny.pretrain_batch_size=4",
     "trainer.max_steps=4",
     "trainer.batch_size=2",
     "trainer.max_seq_len=128",
@@ -211,7 +211,7 @@ def lora_engine(home: Path) -> Engine:
     registries = build_registries(manager)
     cfg = compose([*TINY_PERSONA, f"home={home}", "frontend=bolt"], registries)
     run = validate(cfg, registries, needs=VERB_NEEDS["serve"])
-    context = pipeline.build_context(run, manager.hook, Console(file=io.StringIO()))
+    context = pipeline.build_context(run, manager.hook, Console(file=io.StringIO()), registries)
     return pipeline.build_engine(run, context)
 
 
@@ -234,6 +234,9 @@ class CountingEngine:
 
     def stream(self, persona: Any, thread: Any, *, bot_user_id: str | None = None) -> Any:
         return self.engine.stream(persona, thread, bot_user_id=bot_user_id)
+
+    def close(self) -> None:
+        self.engine.close()
 
 
 @pytest.fixture

@@ -44,6 +44,7 @@ from doppelkit_slack.export import (
     bot_names_from_users,
     user_from_record,
 )
+from doppelkit_slack.files import scrape_dir
 from doppelkit_slack.reader import Channel
 from doppelkit_slack.scraper import ChannelRef, ChannelScraper, PageSize
 from doppelkit_slack.webclient import DEFAULT_API_URL, SlackAuthError, SlackCaller, SlackCallError
@@ -204,8 +205,7 @@ class SlackApiSource:
         """The journal's redaction: the run's ``scrub_message`` hooks with its ``scrub`` section."""
         if self.context.hook is None:
             return None
-        config = getattr(getattr(self.context.settings, "settings", None), "scrub", None)
-        return MessageScrubber(self.context.hook, config if isinstance(config, ScrubConfig) else None)
+        return MessageScrubber(self.context.hook, self.context.settings.scrub)
 
     # -- connection ----------------------------------------------------------------------
 
@@ -338,7 +338,7 @@ class SlackApiSource:
 
     def threads(self, report: DatasetReport) -> Iterator[Thread]:
         session = self._connect()
-        checkpoint = ScrapeCheckpoint(self.context.home.state / "scrape" / session.team)
+        checkpoint = ScrapeCheckpoint(scrape_dir(self.context.home, session.team))
         session.caller.resume_hint = (
             f"Progress is saved under {checkpoint.root}; run the same command again to resume."
         )

@@ -9,6 +9,9 @@ from doppelkit import hookimpl
 from doppelkit.hookspecs import Register
 from doppelkit_slack.api import SlackApiSource
 from doppelkit_slack.export import SlackExportSource
+from doppelkit_slack.files import forget_person, forget_team
+
+__all__ = ["forget_person", "forget_team", "register_frontends", "register_sources"]
 
 
 @hookimpl

@@ -1,6 +1,6 @@
 """The persona store: which personas a workspace has, their training state, and dedup claims.
 
-SQLAlchemy 2 Core over any URL (``store.url``); by default a SQLite file under ``home/state``.
+SQLAlchemy 2 Core over any URL (``frontend.store_url``); by default a SQLite file under ``home/state``.
 Three tables:
 
 * ``doppel_personas`` — one row per (team, user) with a state machine

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from doppelkit.home import Home, atomic_write
 from doppelkit.models import Persona
-from doppelkit_slack.bolt.personas import MemberDirectory, avatar_path
+from doppelkit_slack.bolt.personas import MemberDirectory
 from doppelkit_slack.bolt.posting import Identity, bot_username
+from doppelkit_slack.files import avatar_path
 
 log = logging.getLogger("doppelkit.bolt")
 AVATAR_SIZE = 192

@@ -14,7 +14,7 @@ from doppelkit.home import Home
 from doppelkit.interfaces import Engine
 from doppelkit.models import User
 from doppelkit.persona import candidates, find_user
-from doppelkit_slack.bolt.forgetting import forget_person, forget_workspace_data, people_left
+from doppelkit_slack.bolt.forgetting import Forgetting
 from doppelkit_slack.bolt.personas import MemberDirectory, PersonaChooser, published_personas
 from doppelkit_slack.bolt.training import TrainingRunner
 from doppelkit_slack.store import SCRAPING, TRAINED, TRAINING, PersonaRecord, PersonaStore, StoreError
@@ -45,6 +45,7 @@ class DoppelCommands:
         directory: MemberDirectory,
         chooser: PersonaChooser,
         home: Home,
+        forgetting: Forgetting,
         training: TrainingRunner,
         persona_limit: int,
     ) -> None:
@@ -53,6 +54,7 @@ class DoppelCommands:
         self.directory = directory
         self.chooser = chooser
         self.home = home
+        self.forgetting = forgetting
         self.training = training
         self.persona_limit = persona_limit
 
@@ -194,11 +196,11 @@ class DoppelCommands:
         record = self.store.get(inv.team, user.id)
         if record is not None and record.state in (SCRAPING, TRAINING):
             return f"{user.label} is being trained right now; forget them once the run has finished."
-        removed = forget_person(self.home, inv.team, user.id)
+        removed = self.forgetting.person(inv.team, user.id)
         in_store = self.store.delete(inv.team, user.id)
-        if not self.store.list(inv.team) and not people_left(self.home, inv.team):
+        if not self.store.list(inv.team) and not self.forgetting.people_left(inv.team):
             # The last persona of the workspace: its shared corpus and base models go too.
-            removed += forget_workspace_data(self.home, inv.team)
+            removed += [what for what in self.forgetting.team(inv.team) if what not in removed]
         if not removed and not in_store:
             return f"There was nothing to forget about {user.label}."
         return f"Forgot {user.label}: deleted {', '.join(removed) or 'their records'}."

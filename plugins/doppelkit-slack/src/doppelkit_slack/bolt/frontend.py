@@ -40,6 +40,9 @@ class BoltConfig(BaseModel):
     api_retries: int = Field(3, ge=0, le=10)  # Web API retries on 429 / 5xx per call
     api_retry_backoff: float = Field(0.5, ge=0)  # seconds, doubled per retry (5xx)
     api_timeout: float = Field(30, gt=0)
+    store_url: str | None = Field(
+        None, description="SQLAlchemy URL of the persona store; null = SQLite under home/state"
+    )
 
 
 def required_secret(name: str, why: str) -> str:

@@ -15,15 +15,15 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 
+from doppelkit.artifacts import manifest_user
 from doppelkit.errors import AmbiguousPersonaError, PersonaError
 from doppelkit.home import Home
 from doppelkit.interfaces import Engine
-from doppelkit.models import SAFE_ID, DatasetReport, Persona, PersonaSelector, User
+from doppelkit.models import SAFE_ID, Persona, PersonaSelector, User
 from doppelkit.persona import select_persona
 from doppelkit.pipeline import report_user
 from doppelkit_slack.store import PersonaRecord, PersonaStore
@@ -117,14 +117,9 @@ def published_personas(home: Home, engine: Engine) -> list[PublishedPersona]:
     """Personas the engine can serve (published adapters), then those with only a dataset."""
     found: dict[tuple[str, str], PublishedPersona] = {}
     for manifest in engine.personas():
-        user = manifest.persona_user or User(id=manifest.persona_id, display_name=manifest.persona_name)
         key = (manifest.team, manifest.persona_id)
-        found[key] = PublishedPersona(*key, manifest.persona_name, manifest.version, user)
-    for path in sorted((home.root / "datasets").glob("*/*/dataset.report.json")):
-        try:
-            report = DatasetReport.model_validate_json(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue  # a stray or damaged file is not a persona
+        found[key] = PublishedPersona(*key, manifest.persona_name, manifest.version, manifest_user(manifest))
+    for _path, report in home.dataset_reports():
         key = (report.team, report.persona_id)
         if key not in found:
             user = report_user(report)
@@ -230,7 +225,3 @@ class PersonaChooser:
             return find_user(query, self.directory.users(team)).id
         except PersonaError:
             return None
-
-
-def avatar_path(home: Home, team: str, user_id: str) -> Path:
-    return home.cache / "avatars" / team / f"{user_id}.png"

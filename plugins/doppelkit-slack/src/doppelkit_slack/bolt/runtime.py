@@ -14,6 +14,7 @@ from doppelkit.interfaces import Engine, RunContext
 from doppelkit_slack.bolt.app import BotParts, build_app
 from doppelkit_slack.bolt.avatar import Avatars
 from doppelkit_slack.bolt.commands import DoppelCommands
+from doppelkit_slack.bolt.forgetting import Forgetting
 from doppelkit_slack.bolt.frontend import BoltConfig
 from doppelkit_slack.bolt.mentions import SYSTEM_USERNAME, MentionReplier, ReplySettings
 from doppelkit_slack.bolt.personas import MemberDirectory, PersonaChooser, resolve_command_line_persona
@@ -55,10 +56,8 @@ class BoltRuntime:
         wait([*self.parts.replier.pending, *self.parts.eraser.pending], timeout=timeout)
 
 
-def store_url(context: RunContext) -> str:
-    settings = getattr(context.settings, "settings", None)
-    url = getattr(getattr(settings, "store", None), "url", None)
-    return url or default_url(context.home.state)
+def store_url(config: BoltConfig, context: RunContext) -> str:
+    return config.store_url or default_url(context.home.state)
 
 
 def build_runtime(
@@ -71,7 +70,7 @@ def build_runtime(
     store: PersonaStore | None = None,
     training_steps: Callable[[], TrainingSteps] | None = None,
 ) -> BoltRuntime:
-    store = store or PersonaStore(store_url(context))
+    store = store or PersonaStore(store_url(config, context))
     store.create_schema()
     if interrupted := store.fail_interrupted():
         log.warning("%d training run(s) were interrupted by a restart; marked failed", interrupted)
@@ -104,16 +103,18 @@ def build_runtime(
         post_messages(client, channel, "", [text], Identity(SYSTEM_USERNAME))
 
     training = TrainingRunner(store, training_steps or (lambda: PipelineSteps(context)), notify)
+    forgetting = Forgetting(context.hook, context.home)
     commands = DoppelCommands(
         store=store,
         engine=engine,
         directory=directory,
         chooser=chooser,
         home=context.home,
+        forgetting=forgetting,
         training=training,
         persona_limit=config.persona_limit,
     )
-    eraser = WorkspaceEraser(store, context.home, client)
+    eraser = WorkspaceEraser(store, forgetting, client)
     parts = BotParts(store=store, replier=replier, commands=commands, eraser=eraser, home=context.home)
     app = build_app(parts, client=client, signing_secret=signing_secret)
     return BoltRuntime(app, parts, client, config, chooser, training)

@@ -162,7 +162,7 @@ class HttpServer:
 def serve(config: BoltConfig, context: RunContext, engine: Engine) -> None:
     """``doppelkit serve frontend=bolt``: blocks until interrupted."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    verbose = bool(getattr(getattr(context.settings, "settings", None), "verbose", False))
+    verbose = context.settings.verbose
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
     bot_token = required_secret(BOT_TOKEN_ENV, "the bot needs its xoxb- token to read threads and post")
     if config.mode == "http":

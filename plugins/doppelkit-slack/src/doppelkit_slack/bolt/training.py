@@ -8,7 +8,6 @@ uses :class:`PipelineSteps` (the same jobs as ``doppelkit ingest`` and ``doppelk
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from typing import Any, Protocol
 
 from doppelkit.errors import UserError
 from doppelkit.interfaces import RunContext
-from doppelkit.models import Persona, PersonaSelector, User
+from doppelkit.models import Persona, User
 from doppelkit_slack.store import FAILED, TRAINED, TRAINING, PersonaStore
 
 log = logging.getLogger("doppelkit.bolt")
@@ -34,28 +33,22 @@ class TrainingSteps(Protocol):
 
 
 class PipelineSteps:
-    """The real steps: ``doppelkit.pipeline.ingest`` and ``train`` with the run's config."""
+    """The real steps: ``doppelkit.jobs.ingest`` and ``train`` for the persona, with the run's
+    configuration, on the run's backend (in this process, a fresh one, or remotely)."""
 
     def __init__(self, context: RunContext) -> None:
-        if context.settings is None:
+        if context.run is None:
             raise UserError(
                 "`/doppel train` needs the run configuration (start the bot with `doppelkit serve`)."
             )
         self.context = context
-
-    def _run_for(self, persona: Persona) -> tuple[Any, RunContext]:
-        selector = PersonaSelector(user=persona.id, team=persona.team)
-        run = self.context.settings
-        settings = run.settings.model_copy(update={"persona": selector})
-        return dataclasses.replace(run, settings=settings), dataclasses.replace(
-            self.context, persona=selector
-        )
+        self.run = context.run
 
     def ingest(self, persona: Persona) -> tuple[int, Any]:
-        from doppelkit import pipeline
+        from doppelkit import jobs
 
-        run, context = self._run_for(persona)
-        ingested = pipeline.ingest(run, context)
+        run = self.run.with_persona(persona.team, persona.id)
+        ingested = jobs.ingest(run, self.context)
         if ingested.persona.team != persona.team:
             raise UserError(
                 f"the configured source reads workspace {ingested.persona.team}, not this one "
@@ -64,10 +57,10 @@ class PipelineSteps:
         return ingested.report.examples_kept, ingested
 
     def train(self, persona: Persona, ingested: Any) -> str:
-        from doppelkit import pipeline
+        from doppelkit import jobs
 
-        run, context = self._run_for(persona)
-        return pipeline.train(run, context, ingested).version
+        run = self.run.with_persona(persona.team, persona.id)
+        return jobs.train(run, self.context, ingested.persona).version
 
 
 class TrainingRunner:

@@ -17,8 +17,7 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 
-from doppelkit.home import Home
-from doppelkit_slack.bolt.forgetting import forget_person, forget_workspace_data
+from doppelkit_slack.bolt.forgetting import Forgetting
 from doppelkit_slack.store import PersonaStore
 from doppelkit_slack.webclient import AUTH_ERRORS
 
@@ -26,9 +25,9 @@ log = logging.getLogger("doppelkit.bolt")
 
 
 class WorkspaceEraser:
-    def __init__(self, store: PersonaStore, home: Home, client: WebClient) -> None:
+    def __init__(self, store: PersonaStore, forgetting: Forgetting, client: WebClient) -> None:
         self.store = store
-        self.home = home
+        self.forgetting = forgetting
         self.client = client
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="doppel-erase")
         self._our_bot: set[str] = set()  # our bot's user ID and bot ID, once known
@@ -78,15 +77,10 @@ class WorkspaceEraser:
         return bool(known & set(revoked_bots))
 
     def erase(self, team: str) -> None:
-        """Delete every persona's files, the team-wide data and the store rows of ``team``."""
-        for record in self.store.list(team):
-            forget_person(self.home, team, record.user_id)
-        for area in ("datasets", "adapters"):  # personas the store never knew (trained by CLI)
-            folder = self.home.root / area / team
-            if folder.is_dir() and not folder.is_symlink():
-                for person in sorted(folder.iterdir()):
-                    forget_person(self.home, team, person.name)
-        forget_workspace_data(self.home, team)
+        """Delete every file any plugin keeps about ``team``, then its store rows."""
+        for record in self.store.list(team):  # a plugin may key some files by person only
+            self.forgetting.person(team, record.user_id)
+        self.forgetting.team(team)
         self.store.delete_team(team)
 
     def _submit(self, work: Any, *args: Any) -> None:

@@ -9,6 +9,8 @@ Design:
 * **Adapters on demand, LRU**: a persona's current version is attached to the base as a PEFT
   adapter named ``<team>__<user>__<version>`` on first use; at most ``engine.max_resident`` stay
   attached, the least recently used is deleted first. Base weights are never merged or touched.
+* **Each persona's own formatter**: the prompt is built by the formatter named in the adapter's
+  manifest, from the run's registries (:class:`doppelkit.serving.PersonaFormatters`).
 * **Always fresh**: before every batch each persona's ``CURRENT`` pointer and manifest are read
   (cheap: two small files and a stat). A different version, creation time or weights file means
   a retrain: the new version is attached and the old one deleted, so no reply started after a
@@ -18,15 +20,13 @@ Design:
   personas) and decodes them in one batch, each row with its own adapter (PEFT
   ``adapter_names``). Each row streams its text as it is generated.
 * **Safety**: adapters are read from ``adapter_model.safetensors`` under home only
-  (:mod:`doppelkit_lora.adapter_files`); ``HF_HUB_OFFLINE=1`` is set when the engine is built;
+  (:mod:`doppelkit_lora.serve.adapter_files`); ``HF_HUB_OFFLINE=1`` is set when the engine is built;
   team and user IDs are validated before any path is built from them.
 """
 
 from __future__ import annotations
 
 import atexit
-import inspect
-import json
 import queue
 import secrets
 import threading
@@ -35,25 +35,36 @@ import warnings
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import BaseModel
-from rich.console import Console
+from pydantic import Field
 
-from doppelkit.builtins.formatters.turns import split_reply
+from doppelkit import artifacts
 from doppelkit.errors import PersonaError, UserError
-from doppelkit.home import Home
 from doppelkit.interfaces import Formatter, RunContext
 from doppelkit.models import AdapterManifest, Persona, Thread, validate_safe_id
-from doppelkit.settings import EngineConfig, ModelConfig
-from doppelkit_lora import artifacts
-from doppelkit_lora.adapter_files import AdapterIdentity, checked_files, read_adapter, serve_offline
-from doppelkit_lora.decoding import Row, Sampling, decode
-from doppelkit_lora.generation import stop_token_ids
-from doppelkit_lora.reply_text import ReplyCutter
-from doppelkit_lora.tiny import TINY_NAME
+from doppelkit.reply_text import ReplyCutter
+from doppelkit.serving import (
+    GenerationConfig,
+    PersonaFormatters,
+    persona_conversation,
+    reply_cutter,
+    split_messages,
+)
+from doppelkit_lora.decoding.generation import stop_token_ids
+from doppelkit_lora.decoding.loop import Row, Sampling, decode
+from doppelkit_lora.model.tiny import TINY_NAME
+from doppelkit_lora.serve.adapter_files import AdapterIdentity, checked_files, read_adapter, serve_offline
 
-DEFAULT_MAX_BATCH = 8
+
+class PeftEngineConfig(GenerationConfig):
+    """``engine.*`` for ``engine=peft``: generation settings plus how many personas stay loaded."""
+
+    max_resident: int = Field(4, ge=1, description="persona adapters kept attached at once (LRU)")
+    max_batch: int = Field(8, ge=1, description="replies decoded together in one batch")
+    ignore_eos: bool = Field(
+        False, description="benchmarks only: every reply runs to max_new_tokens (equal work to compare)"
+    )
 
 
 class EngineClosedError(RuntimeError):
@@ -113,10 +124,20 @@ class _Request:
         self._emitted = ""
         self._cutter = ReplyCutter()
         self._decode: Callable[[list[int]], str] = lambda ids: ""
+        self._formatter: Formatter | None = None
         self._finished = False
 
-    def start(self, cutter: ReplyCutter, decode_ids: Callable[[list[int]], str], version: str) -> None:
-        self._cutter, self._decode, self.version = cutter, decode_ids, version
+    def start(
+        self, cutter: ReplyCutter, decode_ids: Callable[[list[int]], str], version: str, formatter: Formatter
+    ) -> None:
+        self._cutter, self._decode, self.version, self._formatter = cutter, decode_ids, version, formatter
+
+    def messages(self) -> list[str]:
+        """The whole reply as the persona's separate messages (split by its formatter)."""
+        text = "".join(self.chunks())
+        if self._formatter is None:  # never started (cancelled before its batch)
+            return [text] if text.strip() else []
+        return split_messages(self._formatter, text)
 
     def chunks(self) -> Iterator[str]:
         try:
@@ -159,35 +180,22 @@ class _Request:
             self._emitted = text
 
 
-class LoraEngine:
-    """Persona replies from one base model with LoRA adapters; implements ``Engine``."""
+class PeftEngine:
+    """Persona replies from one base model with LoRA adapters (``engine=peft``)."""
 
-    def __init__(
-        self,
-        home: Home,
-        formatter: Formatter,
-        config: EngineConfig | None = None,
-        model: ModelConfig | None = None,
-        *,
-        device: str | None = None,
-        max_batch: int = DEFAULT_MAX_BATCH,
-        ignore_eos: bool = False,
-        context: RunContext | None = None,
-    ) -> None:
-        """``ignore_eos``: replies run to ``max_new_tokens`` (benchmarks compare equal work)."""
+    name: ClassVar[str] = "peft"
+    Config: ClassVar[type[PeftEngineConfig]] = PeftEngineConfig
+
+    def __init__(self, config: PeftEngineConfig, context: RunContext) -> None:
         serve_offline()
-        self.ignore_eos = ignore_eos
-        self.home = home
-        self.formatter = formatter
-        # Components built for a persona's own formatter receive this context.
-        self.context = context or RunContext(home=home, console=Console(stderr=True))
-        self._formatters: dict[tuple[str, str], Formatter] = {}
-        self.config = config or EngineConfig()
-        self.model_config = model or ModelConfig()
-        self.sampling = Sampling.from_config(self.config)
-        self.max_batch = max(1, max_batch)
+        self.config = config
+        self.context = context
+        self.home = context.home
+        self.model_config = context.settings.model  # dtype and trust_remote_code of the base
+        self.formatters = PersonaFormatters(context)
+        self.sampling = Sampling.from_config(config)
         self.stats = EngineStats()
-        self._device = device
+        self._device = context.device
         self._base: _Base | None = None
         self._resident: OrderedDict[tuple[str, str], Resident] = OrderedDict()  # worker only
         self._resident_names: tuple[str, ...] = ()  # a snapshot other threads may read
@@ -196,20 +204,6 @@ class LoraEngine:
         self._start_lock = threading.Lock()
         self._worker: threading.Thread | None = None
         self._closed = False
-        self._split = getattr(formatter, "split_reply", split_reply)
-
-    @classmethod
-    def for_run(cls, context: RunContext, formatter: Formatter) -> LoraEngine:
-        """The engine for a configured run: ``engine.*`` and ``model.*`` from its settings."""
-        settings = getattr(context.settings, "settings", None)
-        return cls(
-            context.home,
-            formatter,
-            getattr(settings, "engine", None),
-            getattr(settings, "model", None),
-            device=getattr(context, "device", None),
-            context=context,
-        )
 
     # --- Engine protocol -----------------------------------------------------------------
 
@@ -218,9 +212,7 @@ class LoraEngine:
         return published.version if published else None
 
     def personas(self) -> list[AdapterManifest]:
-        from doppelkit_lora.published import published_personas
-
-        return published_personas(self.home)
+        return artifacts.published_personas(self.home)
 
     def stream(self, persona: Persona, thread: Thread, *, bot_user_id: str | None = None) -> Iterator[str]:
         """Text chunks of the reply as they are generated; closing the iterator cancels it."""
@@ -230,14 +222,15 @@ class LoraEngine:
 
     def reply(self, persona: Persona, thread: Thread, *, bot_user_id: str | None = None) -> list[str]:
         """The whole reply, split into the messages the persona would post (maybe none)."""
-        text = "".join(self.stream(persona, thread, bot_user_id=bot_user_id))
-        return list(self._split(text))
+        request = self._request(persona, thread, bot_user_id)
+        self._submit([request])
+        return request.messages()
 
     def reply_many(self, requests: Sequence[tuple[Persona, Thread]]) -> list[list[str]]:
         """Replies to several conversations, submitted together so they share batches."""
         made = [self._request(persona, thread, None) for persona, thread in requests]
         self._submit(made)
-        return [list(self._split("".join(request.chunks()))) for request in made]
+        return [request.messages() for request in made]
 
     def _request(self, persona: Persona, thread: Thread, bot_user_id: str | None) -> _Request:
         if self._published(persona.team, persona.id) is None:
@@ -264,7 +257,7 @@ class LoraEngine:
             self._queue.put(None)
             worker.join(timeout=30)
 
-    def __enter__(self) -> LoraEngine:
+    def __enter__(self) -> PeftEngine:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -315,7 +308,7 @@ class LoraEngine:
         personas: set[tuple[str, str]] = set()
         for request in waiting:
             fits = request.key in personas or len(personas) < self.config.max_resident
-            if len(batch) < self.max_batch and fits:
+            if len(batch) < self.config.max_batch and fits:
                 batch.append(request)
                 personas.add(request.key)
             else:
@@ -366,19 +359,17 @@ class LoraEngine:
         assert base is not None
         persona, thread = request.persona, request.thread
         formatter = self._resident[request.key].formatter
-        messages = _conversation(formatter, thread, persona, request.bot_user_id)
+        messages = persona_conversation(formatter, thread, persona, request.bot_user_id)
         prompt = formatter.render_prompt(messages, base.tokenizer)
         prompt_ids = list(base.tokenizer.encode(prompt, add_special_tokens=False))
-        cutter = ReplyCutter(
-            self.config.stop, _other_speakers(thread, persona, request.bot_user_id), persona.label
-        )
+        cutter = reply_cutter(self.config, thread, persona, request.bot_user_id)
         tokenizer = base.tokenizer
 
         def decode_ids(ids: list[int]) -> str:
             return str(tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False))
 
         version = self._resident[request.key].identity.version
-        request.start(cutter, decode_ids, version)
+        request.start(cutter, decode_ids, version, formatter)
 
         def on_token(token: int) -> bool:
             self.stats.generated_tokens += 1  # counted before the caller can see the reply end
@@ -414,37 +405,11 @@ class LoraEngine:
         self.stats.adapter_load_seconds.append(time.perf_counter() - started)
         if resident is not None:  # a retrain: the old version goes at once
             self._detach(resident.name)
-        self._resident[key] = Resident(name, files.identity, self._formatter_for(published.manifest))
+        self._resident[key] = Resident(name, files.identity, self.formatters.for_manifest(published.manifest))
         self._resident.move_to_end(key)
         self._evict(pinned | {name})
         self._resident_names = tuple(r.name for r in self._resident.values())
         return name
-
-    def _formatter_for(self, manifest: AdapterManifest) -> Formatter:
-        """The formatter ``manifest``'s adapter was trained with (name and config).
-
-        The run's formatter serves when it is that one; otherwise the trained one is rebuilt
-        from the registry, so a persona trained with ``formatter=alpaca`` or a custom system
-        prompt is never served a prompt shape it did not learn.
-        """
-        run_config = getattr(self.formatter, "config", None)
-        run_dump = run_config.model_dump(mode="json") if isinstance(run_config, BaseModel) else {}
-        if manifest.formatter == self.formatter.name and manifest.formatter_config in ({}, run_dump):
-            return self.formatter
-        key = (manifest.formatter, json.dumps(manifest.formatter_config, sort_keys=True))
-        if key not in self._formatters:
-            from doppelkit.plugins import build_registries, default_plugin_manager
-
-            component = build_registries(default_plugin_manager()).formatter.get(manifest.formatter)
-            try:
-                config = component.Config.model_validate(manifest.formatter_config)
-            except ValueError as exc:
-                raise PersonaError(
-                    f"{manifest.persona_name} ({manifest.persona_id}) {manifest.version} was trained with "
-                    f"a {manifest.formatter} formatter config this version cannot read ({exc}); retrain it."
-                ) from None
-            self._formatters[key] = component(config, self.context)
-        return self._formatters[key]
 
     def _adapter_name(self, persona: Persona, version: str) -> str:
         # PEFT keeps adapters in ModuleDicts: no dots in names. A counter keeps names unique
@@ -504,7 +469,7 @@ class LoraEngine:
         import torch
         from transformers.utils import logging as hf_logging
 
-        from doppelkit_lora.loading import base_location, load_pretrained
+        from doppelkit_lora.model.loading import base_location, load_pretrained
 
         device = self._device or ("cuda" if torch.cuda.is_available() else "cpu")
         location, revision = base_location(self.home, manifest.base_model, manifest.model_revision)
@@ -523,17 +488,12 @@ class LoraEngine:
             tokenizer=tokenizer,
             identity=wanted,
             device=torch.device(device),
-            stop_ids=frozenset() if self.ignore_eos else stop_token_ids(tokenizer),
+            stop_ids=frozenset() if self.config.ignore_eos else stop_token_ids(tokenizer),
             pad_id=int(pad or 0),
             max_positions=getattr(model.config, "max_position_embeddings", None),
             loaded_for=f"{manifest.persona_name} ({manifest.persona_id})",
         )
         return self._base
-
-
-def build_engine(context: RunContext, formatter: Formatter) -> LoraEngine:
-    """What ``LoraTrainer.engine`` returns: the engine configured by the run."""
-    return LoraEngine.for_run(context, formatter)
 
 
 def _describe_base(identity: tuple[str, str | None]) -> str:
@@ -563,21 +523,3 @@ def _drain(source: queue.Queue[Any]) -> list[Any]:
             items.append(source.get_nowait())
         except queue.Empty:
             return items
-
-
-def _conversation(formatter: Formatter, thread: Thread, persona: Persona, bot_user_id: str | None) -> Any:
-    """``formatter.conversation``, passing ``bot_user_id`` to formatters that take it."""
-    if bot_user_id is not None and "bot_user_id" in inspect.signature(formatter.conversation).parameters:
-        return formatter.conversation(thread, persona, bot_user_id=bot_user_id)
-    return formatter.conversation(thread, persona)
-
-
-def _other_speakers(thread: Thread, persona: Persona, bot_user_id: str | None) -> set[str]:
-    """Names the persona must not start speaking as (the people in the thread but them)."""
-    me = {persona.id, bot_user_id}
-    names = {label for uid, label in thread.user_labels.items() if uid not in me}
-    names |= {
-        m.user for m in thread.messages if m.user and m.user not in me and m.user not in thread.user_labels
-    }
-    names.discard(persona.label)
-    return names

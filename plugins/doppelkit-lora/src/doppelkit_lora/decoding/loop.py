@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from doppelkit.settings import EngineConfig
-from doppelkit_lora.mixed_lora import StackedLora, supported
+from doppelkit.serving import GenerationConfig
+from doppelkit_lora.decoding.mixed_lora import StackedLora, supported
 
 BASE_ADAPTER = "__base__"  # PEFT's name for "no adapter" in a mixed batch
 
@@ -34,7 +34,7 @@ class Sampling:
     max_new_tokens: int = 200
 
     @classmethod
-    def from_config(cls, config: EngineConfig) -> Sampling:
+    def from_config(cls, config: GenerationConfig) -> Sampling:
         return cls(
             temperature=config.temperature,
             top_p=config.top_p,

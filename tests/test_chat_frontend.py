@@ -1,32 +1,21 @@
-"""The terminal ``chat`` frontend: persona lookup under home, the piped mode, the real CLI."""
+"""The terminal ``chat`` frontend (a built-in): the piped mode, streaming, the conversation.
+
+The real ``doppelkit chat`` against trained personas is tested with the peft engine, in the
+lora plugin's tests."""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from engine_testkit import ERIK, MAYA, build_tiny_base, publish_random_adapter
 
-from doppelkit.errors import PersonaError
-from doppelkit.home import Home
+from doppelkit.builtins.chat import YOU_ID, ChatFrontend, MessageStream
 from doppelkit.interfaces import RunContext
-from doppelkit.models import AdapterManifest, Persona, PersonaSelector, Thread
-from doppelkit.testing import run_cli
+from doppelkit.models import AdapterManifest, Persona, Thread, User
 from doppelkit.testing.contracts import FrontendContract
-from doppelkit_lora.chat_frontend import YOU_ID, ChatFrontend, MessageStream
-from doppelkit_lora.published import find_published_persona
 
-
-@pytest.fixture(scope="module")
-def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Home:
-    """A home with two trained tiny personas (random adapters in the published layout)."""
-    home = Home.at(tmp_path_factory.mktemp("chat") / "home")
-    base = build_tiny_base(home)
-    publish_random_adapter(home, base, MAYA, seed=11)
-    publish_random_adapter(home, base, ERIK, seed=12)
-    return home
+MAYA = Persona(team="T0TEST", user=User(id="U0MAYA", display_name="maya"))
 
 
 class TestChatFrontendContract(FrontendContract):
@@ -46,7 +35,10 @@ class ScriptedEngine:
         return "v1"
 
     def personas(self) -> list[AdapterManifest]:
-        return []  # the chat frontend finds its persona under home, not through the engine
+        return []
+
+    def close(self) -> None:
+        pass
 
     def stream(self, persona: Persona, thread: Thread, *, bot_user_id: str | None = None) -> Iterator[str]:
         yield "\n\n---\n\n".join(self.reply(persona, thread))
@@ -91,42 +83,10 @@ def test_streamed_text_shows_each_message_on_its_own() -> None:
     assert pieces == ["yep shipped", " it", None, "all green", "\nso far"]
 
 
-def test_personas_are_found_by_id_or_name(trained_home: Home) -> None:
-    assert find_published_persona(trained_home, PersonaSelector(user="U0MAYA")).label == "maya"
-    assert find_published_persona(trained_home, PersonaSelector(user="Erik")).id == ERIK.id
-    with pytest.raises(PersonaError, match=r"Trained personas: erik \(U0ERIK.*maya \(U0MAYA"):
-        find_published_persona(trained_home, PersonaSelector(user="zed"))
-    with pytest.raises(PersonaError, match="set persona.user"):
-        find_published_persona(trained_home, PersonaSelector())
-
-
-def test_nothing_trained_says_how_to_train(tmp_path: Path) -> None:
-    with pytest.raises(PersonaError, match=r"run `doppelkit persona.user=maya` first"):
-        find_published_persona(Home.at(tmp_path), PersonaSelector(user="maya"))
-
-
-def test_doppelkit_chat_from_piped_stdin(trained_home: Home) -> None:
-    args = ["chat", "persona.user=maya", f"home={trained_home.root}", "engine.temperature=0"]
-    result = run_cli([*args, "engine.max_new_tokens=6"], input="hi\nhow are you\n", timeout=120)
-    assert result.returncode == 0, result.stderr
-    blocks = result.stdout.split("\n\n")
-    assert blocks[-1] == "" and len(blocks) == 3, result.stdout
-    for block in blocks[:2]:
-        assert block.startswith("maya: ") and len(block) > len("maya: "), block
-    assert "chatting with maya (U0MAYA, adapter v1)" in result.stderr
-
-
-def test_doppelkit_chat_with_an_unknown_persona(trained_home: Home) -> None:
-    result = run_cli(["chat", "persona.user=zed", f"home={trained_home.root}"], input="hi\n", timeout=120)
-    assert result.returncode == 2
-    assert "No trained persona matches persona.user='zed'" in result.stderr
-    assert "maya (U0MAYA" in result.stderr and "Traceback" not in result.stderr
-
-
 def test_terminal_reply_streams_each_message_on_its_own_line(run_context: RunContext) -> None:
     from rich.console import Console
 
-    from doppelkit_lora.chat_frontend import Conversation
+    from doppelkit.builtins.chat import Conversation
 
     class ChunkedEngine(ScriptedEngine):
         def stream(

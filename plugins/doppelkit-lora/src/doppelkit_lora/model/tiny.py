@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from doppelkit.home import Home, atomic_dir, write_json
-from doppelkit.settings import TinyModelConfig
-from doppelkit_lora.progress import progress_bar
+from doppelkit_lora.model.progress import progress_bar
 
 BUILDER_VERSION = 2  # bump when the build recipe changes, so old caches are not reused
 TINY_NAME = "tiny"
@@ -41,6 +42,25 @@ CHAT_TEMPLATE = (
 )
 BLOCK_LEN = 256  # pretraining window (tokens)
 MARKER = "tiny.json"
+
+
+class TinyModelConfig(BaseModel):
+    """``trainer.tiny.*``: shape of the locally built tiny model (``model=tiny``); nothing is
+    downloaded. Part of the base's cache key: change a value and a new base is built."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    vocab_size: int = Field(2048, ge=260, le=65536)
+    hidden_size: int = Field(128, ge=16)
+    intermediate_size: int = Field(344, ge=16)
+    num_hidden_layers: int = Field(4, ge=1)
+    num_attention_heads: int = Field(4, ge=1)
+    num_key_value_heads: int = Field(2, ge=1)
+    max_position_embeddings: int = Field(1024, ge=64)
+    pretrain_steps: int = Field(200, ge=0, description="brief pretraining on the workspace's own text")
+    pretrain_batch_size: int = Field(16, ge=1)
+    pretrain_learning_rate: float = Field(3e-3, gt=0)
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -88,6 +108,25 @@ def tiny_dir(home: Home, key: str) -> Path:
 
 def is_built(path: Path) -> bool:
     return (path / MARKER).is_file()
+
+
+def team_bases(home: Home, team: str) -> list[Path]:
+    """The tiny bases built from this team's corpus (their marker names the team)."""
+    root = home.cache / "tiny"
+    if root.is_symlink() or not root.is_dir():
+        return []
+    found = []
+    for folder in sorted(root.iterdir()):
+        marker = folder / MARKER
+        if folder.is_symlink() or marker.is_symlink() or not marker.is_file():
+            continue
+        try:
+            built_for = json.loads(marker.read_text(encoding="utf-8")).get("team")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if built_for == team:
+            found.append(folder)
+    return found
 
 
 def ensure_tiny_base(

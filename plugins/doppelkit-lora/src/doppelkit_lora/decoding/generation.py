@@ -1,6 +1,6 @@
 """One reply from a model as it is (base, or with its active adapter): the persona report's
-samples during training. Serving uses :mod:`doppelkit_lora.engine`; both share the decoding
-loop (:mod:`doppelkit_lora.decoding`) and the reply cutting (:mod:`doppelkit_lora.reply_text`).
+samples during training. Serving uses :mod:`doppelkit_lora.serve.engine`; both share the decoding
+loop (:mod:`doppelkit_lora.decoding.loop`) and the reply cutting (:mod:`doppelkit.reply_text`).
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from doppelkit.models import ChatMessage
-from doppelkit_lora.decoding import Row, Sampling, decode
-from doppelkit_lora.reply_text import ReplyCutter
+from doppelkit.reply_text import ReplyCutter
+from doppelkit_lora.decoding.loop import Row, Sampling, decode
 
 
 def stop_token_ids(tokenizer: Any) -> frozenset[int]:

@@ -16,7 +16,14 @@ from typing import Any
 from doppelkit.errors import UserError
 from doppelkit.home import Home
 from doppelkit.settings import ModelConfig
-from doppelkit_lora.tiny import TINY_NAME, TinyCorpus, ensure_tiny_base, is_built, tiny_dir
+from doppelkit_lora.model.tiny import (
+    TINY_NAME,
+    TinyCorpus,
+    TinyModelConfig,
+    ensure_tiny_base,
+    is_built,
+    tiny_dir,
+)
 
 
 @dataclass
@@ -70,21 +77,21 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith((".", "~", "/")) or name.count("/") > 1 or "\\" in name
 
 
-def quantization_config(config: ModelConfig, device: str) -> Any:
+def quantization_config(config: ModelConfig, device: str, load_in_4bit: bool) -> Any:
     """QLoRA's 4-bit NF4 base, with clear errors when it cannot work here."""
-    if not config.load_in_4bit:
+    if not load_in_4bit:
         return None
     if not device.startswith("cuda"):
         raise UserError(
-            "model.load_in_4bit=true (QLoRA) needs a CUDA GPU, but this run is on "
-            f"{device}. Set model.load_in_4bit=false, or run on a GPU machine (+backend=cuda)."
+            "trainer.load_in_4bit=true (QLoRA) needs a CUDA GPU, but this run is on "
+            f"{device}. Set trainer.load_in_4bit=false, or run on a GPU machine (+backend=cuda)."
         )
     try:
         import bitsandbytes  # noqa: F401
     except ImportError:
         raise UserError(
-            "model.load_in_4bit=true (QLoRA) needs bitsandbytes, which is not installed. "
-            "Install it with: pip install bitsandbytes (Linux, CUDA) — or set model.load_in_4bit=false."
+            "trainer.load_in_4bit=true (QLoRA) needs bitsandbytes, which is not installed. "
+            "Install it with: pip install bitsandbytes (Linux, CUDA) — or set trainer.load_in_4bit=false."
         ) from None
     import torch
     from transformers import BitsAndBytesConfig
@@ -98,7 +105,7 @@ def quantization_config(config: ModelConfig, device: str) -> Any:
 
 
 def load_pretrained(
-    location: str, config: ModelConfig, device: str, revision: str | None
+    location: str, config: ModelConfig, device: str, revision: str | None, *, load_in_4bit: bool = False
 ) -> tuple[Any, Any, Any]:
     """(model, tokenizer, dtype) from a hub id or a directory, placed on ``device``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -106,7 +113,7 @@ def load_pretrained(
 
     hf_logging.disable_progress_bar()  # doppelkit shows its own progress; no per-shard bars
     dtype = resolve_dtype(config, device)
-    quantization = quantization_config(config, device)
+    quantization = quantization_config(config, device, load_in_4bit)
     kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": config.trust_remote_code}
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
@@ -142,12 +149,15 @@ def load_base(
     device: str,
     corpus: Callable[[], TinyCorpus],
     console: Any = None,
+    tiny_config: TinyModelConfig | None = None,
+    load_in_4bit: bool = False,
 ) -> LoadedBase:
-    """The configured base model on ``device``; the tiny model is found (or built) from ``corpus()``."""
+    """The configured base model on ``device``; the tiny model is found (or built, shaped by
+    ``tiny_config``) from ``corpus()``."""
     if config.name == TINY_NAME:
-        if config.load_in_4bit:
-            raise UserError("model.load_in_4bit=true is for real models; the tiny model is already small.")
-        tiny = ensure_tiny_base(home, config.tiny, corpus(), device=device, console=console)
+        if load_in_4bit:
+            raise UserError("trainer.load_in_4bit=true is for real models; the tiny model is already small.")
+        tiny = ensure_tiny_base(home, tiny_config, corpus(), device=device, console=console)
         model, tokenizer, dtype = load_pretrained(str(tiny.path), config, device, revision=None)
         return LoadedBase(model, tokenizer, TINY_NAME, tiny.key, str(tiny.path), _dtype_name(dtype))
     location = config.name
@@ -156,7 +166,9 @@ def load_base(
         location = str(local.resolve())
     elif _looks_like_path(config.name):
         raise UserError(f"model.name={config.name!r} looks like a directory, but there is none at {local}.")
-    model, tokenizer, dtype = load_pretrained(location, config, device, config.revision)
+    model, tokenizer, dtype = load_pretrained(
+        location, config, device, config.revision, load_in_4bit=load_in_4bit
+    )
     return LoadedBase(model, tokenizer, config.name, config.revision, location, _dtype_name(dtype))
 
 

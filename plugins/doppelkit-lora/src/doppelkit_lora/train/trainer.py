@@ -20,14 +20,19 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 import doppelkit
+from doppelkit import artifacts
 from doppelkit.errors import InputDataError
+from doppelkit.faults import crash_point
 from doppelkit.interfaces import RunContext, TrainJob, TrainResult
 from doppelkit.models import AdapterManifest, Example
-from doppelkit_lora import artifacts
-from doppelkit_lora.base_corpus import tiny_corpus
-from doppelkit_lora.checkpoints import Checkpoints, TrainState, load_trainable_state, trainable_state
-from doppelkit_lora.data import dataset_fingerprint, read_examples, render_examples
-from doppelkit_lora.evaluation import (
+from doppelkit_lora.decoding.generation import generate_reply
+from doppelkit_lora.model.loading import LoadedBase, load_base
+from doppelkit_lora.model.progress import progress_bar
+from doppelkit_lora.model.tiny import TinyModelConfig
+from doppelkit_lora.train.base_corpus import tiny_corpus
+from doppelkit_lora.train.checkpoints import Checkpoints, TrainState, load_trainable_state, trainable_state
+from doppelkit_lora.train.data import dataset_fingerprint, read_examples, render_examples
+from doppelkit_lora.train.evaluation import (
     MEMORISED_CHARS,
     MemorisationIndex,
     eval_loss,
@@ -36,12 +41,8 @@ from doppelkit_lora.evaluation import (
     print_samples,
     style_stats,
 )
-from doppelkit_lora.faults import crash_point
-from doppelkit_lora.generation import generate_reply
-from doppelkit_lora.loading import LoadedBase, load_base
-from doppelkit_lora.objective import loss_sum
-from doppelkit_lora.packing import PackedRow, batches, collate, pack
-from doppelkit_lora.progress import progress_bar
+from doppelkit_lora.train.objective import loss_sum
+from doppelkit_lora.train.packing import PackedRow, batches, collate, pack
 
 # Knobs that do not change what is learned: a checkpoint made under other values still resumes.
 RUN_NEUTRAL_KEYS = (
@@ -91,6 +92,9 @@ class LoraConfig(BaseModel):
     report_samples: int = Field(6, ge=0)
     report_max_new_tokens: int = Field(48, ge=1)
     report_temperature: float = Field(0.7, ge=0)
+    # The base model's loading, and the tiny model's shape (model=tiny), are training choices.
+    load_in_4bit: bool = False  # QLoRA: a 4-bit base; needs bitsandbytes and a CUDA GPU
+    tiny: TinyModelConfig = Field(default_factory=TinyModelConfig)
 
     @model_validator(mode="after")
     def _some_stopping_rule(self) -> LoraConfig:
@@ -151,6 +155,8 @@ class LoraTrainer:
             device=device,
             corpus=lambda: tiny_corpus(job, train_examples),
             console=console,
+            tiny_config=cfg.tiny,
+            load_in_4bit=cfg.load_in_4bit,
         )
         data = self._prepare(job, base, train_examples, eval_examples)
         torch.manual_seed(cfg.seed)
@@ -203,12 +209,6 @@ class LoraTrainer:
         checkpoints.clear()  # the run is complete: nothing left to resume
         self._retain_or_delete(job)
         return TrainResult(adapter_dir=published.path, version=published.version, metrics=metrics)
-
-    def engine(self, formatter: Any) -> Any:
-        """The serving engine for this trainer's adapters (the engine module, issue 6)."""
-        from doppelkit_lora.engine import build_engine
-
-        return build_engine(self.context, formatter)
 
     def device(self) -> str:
         """The backend's device (``RunContext.device``), else CUDA when present, else CPU."""

@@ -1,6 +1,7 @@
 """Published persona adapters: versioned, crash-safe, plain PEFT directories.
 
-Layout under ``home.adapters(team, user)``::
+Layout under ``home.adapters(team, user)`` (owned by the core: trainers write it through
+:func:`publish`, engines read it, ``forget_person`` deletes it)::
 
     v1/ v2/ …                 one directory per published version, never modified afterwards
       adapter_config.json     }  exactly what ``PeftModel.from_pretrained(base, path)`` needs,
@@ -15,8 +16,9 @@ any point leaves ``CURRENT`` naming the previous complete version; a staging dir
 a crash is invisible to readers and removed by the next publish. Publishers of one persona
 serialise on a lock file, so two runs never claim the same version number.
 
-This module is the contract with the serving engine: ``current_version`` tells it what to load
-(and, through the manifest, which base model), ``list_versions`` what exists.
+This module is the contract between trainers and engines, whichever plugins they come from: a
+trainer publishes here, an engine reads ``current_version`` to know what to load (and, through
+the manifest, which base model and formatter), ``published_personas`` lists what can be served.
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from doppelkit.errors import UserError
+from doppelkit.errors import AmbiguousPersonaError, PersonaError, UserError
+from doppelkit.faults import crash_point
 from doppelkit.home import Home, atomic_dir, atomic_write
-from doppelkit.models import AdapterManifest
-from doppelkit_lora.faults import crash_point
+from doppelkit.models import AdapterManifest, Persona, PersonaSelector, User
+from doppelkit.persona import select_persona
 
 POINTER = "CURRENT"
 MANIFEST = "manifest.json"
@@ -165,3 +168,67 @@ def publish(
             fh.write(version + "\n")
         crash_point("publish:pointer")
     return PublishedAdapter(version, root / version, stamped)
+
+
+def published_personas(home: Home) -> list[AdapterManifest]:
+    """The current manifest of every persona with a published adapter, by team then ID.
+
+    Stray entries (unsafe names, broken or half-written versions) are skipped, never served.
+    """
+    root = home.root / "adapters"
+    if not root.is_dir():
+        return []
+    found = []
+    for team_dir in sorted(root.iterdir()):
+        for user_dir in sorted(team_dir.iterdir()) if team_dir.is_dir() else []:
+            with contextlib.suppress(ValueError, ArtifactError):
+                published = current_version(home, team_dir.name, user_dir.name)
+                if published is not None:
+                    found.append(published.manifest)
+    return found
+
+
+def manifest_user(manifest: AdapterManifest) -> User:
+    """The persona's user record (older manifests carry only the ID and display label)."""
+    return manifest.persona_user or User(id=manifest.persona_id, display_name=manifest.persona_name)
+
+
+def manifest_persona(manifest: AdapterManifest) -> Persona:
+    return Persona(team=manifest.team, user=manifest_user(manifest))
+
+
+def describe(manifest: AdapterManifest) -> str:
+    name = manifest.persona_name or manifest.persona_id
+    return f"{name} ({manifest.persona_id}, team {manifest.team}, {manifest.version})"
+
+
+def find_published_persona(
+    manifests: list[AdapterManifest], selector: PersonaSelector, home: Home
+) -> Persona:
+    """The persona ``selector`` names (ID, display name, real name or handle) among ``manifests``
+    (an engine's ``personas()``), with errors that list the trained personas."""
+    if not selector.user:
+        listed = "; ".join(describe(m) for m in manifests) or "none yet"
+        raise PersonaError(f"No persona chosen: set persona.user to one of the trained personas ({listed}).")
+    query = selector.user.strip()
+    if not manifests:
+        raise PersonaError(
+            f"No persona has been trained under {home.root} yet: run `doppelkit persona.user={query}` first."
+        )
+    in_team = [m for m in manifests if selector.team in (None, m.team)]
+    if not in_team:
+        listed = "; ".join(describe(m) for m in manifests)
+        raise PersonaError(f"No persona is trained in team {selector.team}. Trained personas: {listed}.")
+    try:
+        team, user = select_persona(
+            query, [(m.team, manifest_user(m)) for m in in_team], "among the trained personas"
+        )
+    except AmbiguousPersonaError:
+        raise
+    except PersonaError as exc:
+        listed = "; ".join(describe(m) for m in manifests)
+        raise PersonaError(
+            f"No trained persona matches persona.user={query!r}. Trained personas: {listed}. "
+            f"To train one: `doppelkit persona.user={query}`. ({exc})"
+        ) from None
+    return Persona(team=team, user=user)

@@ -1,7 +1,7 @@
 """The ``chat`` frontend: talk to a trained persona in the terminal.
 
-``doppelkit chat persona.user=maya`` resolves the persona among the adapters published under
-home (no workspace export needed), then:
+``doppelkit chat persona.user=maya`` resolves the persona among those the engine can serve
+(``engine.personas()``: no workspace export needed), then:
 
 * on a terminal: a prompt, the reply streamed as it is generated (a persona that writes
   several messages in a row shows each on its own line), ``/reset`` to start a new
@@ -23,6 +23,9 @@ from typing import IO, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from doppelkit.artifacts import find_published_persona
+from doppelkit.builtins.formatters.turns import split_reply
+from doppelkit.hookspecs import Register, hookimpl
 from doppelkit.interfaces import Engine, RunContext
 from doppelkit.models import Message, Persona, Thread
 
@@ -136,18 +139,12 @@ class ChatFrontend:
         self.context = context
 
     def serve(self, engine: Engine) -> None:
-        from doppelkit_lora.published import find_published_persona
-
-        persona = find_published_persona(self.context.home, self.context.persona)
-        try:
-            if sys.stdin.isatty():
-                self.interactive(engine, persona)
-            else:
-                self.scripted(engine, persona, sys.stdin, sys.stdout)
-        finally:
-            close = getattr(engine, "close", None)  # the Engine protocol has no close; ours does
-            if callable(close):
-                close()
+        """Chat until ``/quit`` or end of input; the caller closes the engine."""
+        persona = find_published_persona(engine.personas(), self.context.persona, self.context.home)
+        if sys.stdin.isatty():
+            self.interactive(engine, persona)
+        else:
+            self.scripted(engine, persona, sys.stdin, sys.stdout)
 
     # --- piped: one reply block per line ---------------------------------------------------
 
@@ -223,7 +220,7 @@ class ChatFrontend:
         if not shown.started and not pieces:
             console.print(f"[dim]{NO_REPLY}[/]", end="")
         console.print()
-        conversation.heard(_split("".join(pieces)))
+        conversation.heard(split_reply("".join(pieces)))
 
     @staticmethod
     def _show(console: Any, pieces: Iterable[str | None], prefix: str) -> None:
@@ -235,7 +232,6 @@ class ChatFrontend:
                 console.print(piece, end="", markup=False, highlight=False)
 
 
-def _split(text: str) -> list[str]:
-    from doppelkit.builtins.formatters.turns import split_reply
-
-    return split_reply(text)
+@hookimpl
+def register_frontends(register: Register) -> None:
+    register(ChatFrontend)

@@ -15,8 +15,8 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from doppelkit_lora.objective import loss_sum
-from doppelkit_lora.packing import PackedRow, collate
+from doppelkit_lora.train.objective import loss_sum
+from doppelkit_lora.train.packing import PackedRow, collate
 
 MEMORISED_CHARS = 50
 # Unicode pictographs and Slack's :shortcode: emoji (exports keep emoji as shortcodes).

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from doppelkit.artifacts import ADAPTER_CONFIG, ADAPTER_WEIGHTS, PublishedAdapter
 from doppelkit.errors import UserError
 from doppelkit.home import Home
-from doppelkit_lora.artifacts import ADAPTER_CONFIG, ADAPTER_WEIGHTS, PublishedAdapter
 
 PICKLE_WEIGHTS = ("adapter_model.bin", "pytorch_model.bin", "adapter_model.pt")
 

@@ -20,7 +20,7 @@ from doppelkit.builtins.formatters.turns import join_reply
 from doppelkit.corpus import Said, read_corpus
 from doppelkit.interfaces import TrainJob
 from doppelkit.models import Example
-from doppelkit_lora.tiny import TinyCorpus, texts_sha256
+from doppelkit_lora.model.tiny import TinyCorpus, texts_sha256
 
 
 def tiny_corpus(job: TrainJob, train_examples: list[Example]) -> TinyCorpus:

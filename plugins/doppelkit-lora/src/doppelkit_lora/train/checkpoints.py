@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from doppelkit.faults import crash_point
 from doppelkit.home import Home, atomic_dir, atomic_write
 from doppelkit.models import validate_safe_id
-from doppelkit_lora.faults import crash_point
 
 LATEST = "LATEST"
 STEP_DIR = re.compile(r"^step-[0-9]{7}$")
@@ -110,12 +110,16 @@ class Resumed:
     best_weights: dict[str, Any] | None
 
 
+def checkpoints_root(home: Home, *ids: str) -> Path:
+    """``home/state/checkpoints[/<team>[/<user>]]``: where this trainer keeps unfinished runs."""
+    return home.state.joinpath("checkpoints", *(validate_safe_id(i, "id") for i in ids))
+
+
 class Checkpoints:
     """The checkpoints of one run (``key``) of one persona."""
 
     def __init__(self, home: Home, team: str, user: str, key: str) -> None:
-        safe = (validate_safe_id(team, "team"), validate_safe_id(user, "user"), validate_safe_id(key, "key"))
-        self.root = home.state.joinpath("checkpoints", *safe)
+        self.root = checkpoints_root(home, team, user, key)
 
     def save(self, model: Any, optimizer: Any, state: TrainState, best: dict[str, Any] | None) -> Path:
         from safetensors.torch import save_file

@@ -1,0 +1,1 @@
+"""Token-by-token decoding shared by serving and the trainer's sample replies."""

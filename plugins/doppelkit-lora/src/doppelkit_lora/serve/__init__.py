@@ -1,0 +1,1 @@
+"""The ``peft`` engine: one base, persona adapters on demand, batched streaming replies."""

@@ -1,0 +1,1 @@
+"""The ``lora`` trainer: data, packing, the objective, checkpoints, evaluation, publishing."""
