@@ -14,7 +14,7 @@ from typing import Any
 
 from doppelkit.testing.fakes import EchoEngine
 from doppelkit.testing.helpers import make_context
-from doppelkit_slack.bolt.frontend import BoltConfig
+from doppelkit_slack.bolt.config import BoltConfig
 from doppelkit_slack.bolt.runtime import BoltRuntime, build_runtime
 from doppelkit_slack.bolt.server import HttpServer, asgi_app
 from doppelkit_slack.fake_workspace import BotIdentity, Conversation, FakeWorkspace, Post

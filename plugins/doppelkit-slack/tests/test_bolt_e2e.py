@@ -21,7 +21,7 @@ from bolt_support import SECRET
 from doppelkit.interfaces import Engine
 from doppelkit.testing.fakes import EchoEngine
 from doppelkit.testing.helpers import make_context, run_cli
-from doppelkit_slack.bolt.frontend import BoltConfig
+from doppelkit_slack.bolt.config import BoltConfig
 from doppelkit_slack.bolt.runtime import BoltRuntime, build_runtime
 from doppelkit_slack.bolt.server import HttpServer, asgi_app
 from doppelkit_slack.sample_workspace import DEFAULT_TARGET, ERIK, MAYA, TEAM

@@ -31,7 +31,7 @@ from doppelkit.testing.contracts import FrontendContract
 from doppelkit.testing.fakes import EchoEngine
 from doppelkit.testing.helpers import make_context
 from doppelkit_slack.bolt import BoltFrontend
-from doppelkit_slack.bolt.frontend import BoltConfig
+from doppelkit_slack.bolt.config import BoltConfig
 from doppelkit_slack.testing import FakeSlack
 from doppelkit_slack.testing_events import app_mention, channel_message, event_envelope
 

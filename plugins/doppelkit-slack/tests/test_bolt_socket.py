@@ -19,7 +19,7 @@ from bolt_support import (
 
 from doppelkit.testing.fakes import EchoEngine
 from doppelkit.testing.helpers import make_context
-from doppelkit_slack.bolt.frontend import BoltConfig
+from doppelkit_slack.bolt.config import BoltConfig
 from doppelkit_slack.bolt.runtime import BoltRuntime, build_runtime
 from doppelkit_slack.bolt.server import run_socket_mode_request
 from doppelkit_slack.testing import FakeSlack

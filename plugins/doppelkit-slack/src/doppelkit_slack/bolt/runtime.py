@@ -14,7 +14,7 @@ from doppelkit.interfaces import Engine, RunContext
 from doppelkit_slack.bolt.app import BotParts, build_app
 from doppelkit_slack.bolt.avatar import Avatars
 from doppelkit_slack.bolt.commands import DoppelCommands
-from doppelkit_slack.bolt.frontend import BoltConfig
+from doppelkit_slack.bolt.config import BoltConfig
 from doppelkit_slack.bolt.mentions import SYSTEM_USERNAME, MentionReplier, ReplySettings
 from doppelkit_slack.bolt.personas import MemberDirectory, PersonaChooser, resolve_command_line_persona
 from doppelkit_slack.bolt.posting import Identity, post_messages

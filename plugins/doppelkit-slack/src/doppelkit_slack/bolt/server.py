@@ -23,7 +23,7 @@ from doppelkit.errors import UserError
 from doppelkit.home import Home
 from doppelkit.interfaces import Engine, RunContext
 from doppelkit_slack.bolt.avatar import cached_avatar
-from doppelkit_slack.bolt.frontend import (
+from doppelkit_slack.bolt.config import (
     APP_TOKEN_ENV,
     BOT_TOKEN_ENV,
     SIGNING_SECRET_ENV,
