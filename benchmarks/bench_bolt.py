@@ -42,7 +42,7 @@ from bolt_support import (
 )
 
 from doppelkit.testing.fakes import EchoEngine
-from doppelkit_slack.testing_events import EventSender, app_mention
+from doppelkit_slack.testing.events import EventSender, app_mention
 
 RATE_PER_S = 40
 DURATION_S = 5.0

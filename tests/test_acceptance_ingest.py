@@ -945,8 +945,8 @@ def test_bot_and_empty_text_never_become_the_persona(export: GeneratedExport, wo
 def test_rich_text_blocks_are_read_when_text_is_empty() -> None:
     """Lists, quotes and code in rich-text blocks become the mrkdwn Slack would have stored."""
     from doppelkit.models import DatasetReport
-    from doppelkit_slack.export import assemble_threads
-    from doppelkit_slack.reader import Channel
+    from doppelkit_slack.sources.export import assemble_threads
+    from doppelkit_slack.sources.reader import Channel
 
     def section(*elements: dict[str, Any]) -> dict[str, Any]:
         return {"type": "rich_text_section", "elements": list(elements)}

@@ -17,9 +17,9 @@ from doppelkit.testing.helpers import make_context
 from doppelkit_slack.bolt.config import BoltConfig
 from doppelkit_slack.bolt.runtime import BoltRuntime, build_runtime
 from doppelkit_slack.bolt.server import HttpServer, asgi_app
-from doppelkit_slack.fake_workspace import BotIdentity, Conversation, FakeWorkspace, Post
 from doppelkit_slack.testing import FakeSlack
-from doppelkit_slack.testing_events import EventSender, Response, app_mention
+from doppelkit_slack.testing.events import EventSender, Response, app_mention
+from doppelkit_slack.testing.fake_workspace import BotIdentity, Conversation, FakeWorkspace, Post
 
 TEAM = "T0001"
 BOT_USER = "UBOT0001"

@@ -26,7 +26,7 @@ from doppelkit_slack.bolt.runtime import BoltRuntime, build_runtime
 from doppelkit_slack.bolt.server import HttpServer, asgi_app
 from doppelkit_slack.sample_workspace import DEFAULT_TARGET, ERIK, MAYA, TEAM
 from doppelkit_slack.testing import DEFAULT_TOKEN, FakeSlack
-from doppelkit_slack.testing_events import EventSender, app_mention
+from doppelkit_slack.testing.events import EventSender, app_mention
 
 CHANNEL = "C0GENERAL1"
 ASKER = "U0PRIYA003"

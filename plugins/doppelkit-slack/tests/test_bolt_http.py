@@ -33,7 +33,7 @@ from doppelkit.testing.helpers import make_context
 from doppelkit_slack.bolt import BoltFrontend
 from doppelkit_slack.bolt.config import BoltConfig
 from doppelkit_slack.testing import FakeSlack
-from doppelkit_slack.testing_events import app_mention, channel_message, event_envelope
+from doppelkit_slack.testing.events import app_mention, channel_message, event_envelope
 
 
 def test_a_signed_mention_gets_exactly_one_threaded_reply_from_the_persona(bot: Bot) -> None:

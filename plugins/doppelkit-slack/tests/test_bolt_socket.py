@@ -23,7 +23,7 @@ from doppelkit_slack.bolt.config import BoltConfig
 from doppelkit_slack.bolt.runtime import BoltRuntime, build_runtime
 from doppelkit_slack.bolt.server import run_socket_mode_request
 from doppelkit_slack.testing import FakeSlack
-from doppelkit_slack.testing_events import app_mention, event_envelope, slash_command
+from doppelkit_slack.testing.events import app_mention, event_envelope, slash_command
 
 
 @pytest.fixture

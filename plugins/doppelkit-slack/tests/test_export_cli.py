@@ -9,7 +9,7 @@ from pathlib import Path
 from slack_export_builders import USERS, message, user, write_export, zip_dir
 
 from doppelkit.testing import run_cli
-from doppelkit_slack.export import SAMPLE_WORKSPACE
+from doppelkit_slack.sources.export import SAMPLE_WORKSPACE
 
 # Only this distribution's plugins: the test does not depend on other plugins' state.
 ENV = {"DOPPELKIT_LOAD_PLUGINS": "slack"}

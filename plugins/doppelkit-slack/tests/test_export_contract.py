@@ -11,7 +11,7 @@ from slack_export_builders import zip_dir
 from doppelkit.interfaces import RunContext
 from doppelkit.models import DatasetReport, Message, Thread
 from doppelkit.testing.contracts import SourceContract
-from doppelkit_slack.export import SAMPLE_WORKSPACE, SlackExportSource
+from doppelkit_slack.sources.export import SAMPLE_WORKSPACE, SlackExportSource
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ from pathlib import Path
 from doppelkit.interfaces import RunContext
 from doppelkit.models import DatasetReport, PersonaSelector, Thread
 from doppelkit.persona import resolve_persona
-from doppelkit_slack.export import SAMPLE_WORKSPACE, SlackExportSource
 from doppelkit_slack.sample_workspace import MARKER, generate
+from doppelkit_slack.sources.export import SAMPLE_WORKSPACE, SlackExportSource
 
 
 def files_of(root: Path) -> dict[str, bytes]:

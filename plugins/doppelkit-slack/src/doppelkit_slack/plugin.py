@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from doppelkit import hookimpl
 from doppelkit.hookspecs import Register
-from doppelkit_slack.api import SlackApiSource
-from doppelkit_slack.export import SlackExportSource
+from doppelkit_slack.sources.api import SlackApiSource
+from doppelkit_slack.sources.export import SlackExportSource
 
 
 @hookimpl

@@ -2,8 +2,8 @@
 
 History is paged newest first on the calling thread; each thread root found is handed to a
 bounded worker pool that pages ``conversations.replies``. Every page of history and every
-finished thread goes to the channel's journal (:mod:`doppelkit_slack.checkpoint`) as soon as
-it arrives, so an interrupted scrape resumes where it stopped: history from the oldest
+finished thread goes to the channel's journal (:mod:`doppelkit_slack.sources.checkpoint`) as
+soon as it arrives, so an interrupted scrape resumes where it stopped: history from the oldest
 message already fetched, and only the threads not yet finished. What the scraper keeps in
 memory is what the journal wrote (redacted, if the journal redacts), so a fresh fetch and a
 resumed one hand on the same messages and the same scrub counts.
@@ -20,7 +20,7 @@ from concurrent.futures import Executor, Future, as_completed
 from dataclasses import dataclass
 from typing import Any
 
-from doppelkit_slack.checkpoint import ChannelJournal, ChannelProgress
+from doppelkit_slack.sources.checkpoint import ChannelJournal, ChannelProgress
 from doppelkit_slack.webclient import SlackCaller, SlackCallError, SlackUnavailableError
 
 

@@ -11,7 +11,7 @@ point ``slack_sdk.WebClient`` (or any HTTP client) at ``slack.url``::
         assert slack.count("conversations.history") == 1
 
 It serves the methods doppelkit calls, with Slack's response shapes (see
-:class:`~doppelkit_slack.fake_workspace.FakeWorkspace` for what each does): ``auth.test``,
+:class:`~doppelkit_slack.testing.fake_workspace.FakeWorkspace` for what each does): ``auth.test``,
 ``team.info``, ``users.list``/``info``, ``bots.info``, ``conversations.list``/``info``/
 ``history``/``replies``/``join``/``members``, ``chat.postMessage``/``update``/``delete``
 (message ``metadata`` is kept and returned to readers passing ``include_all_metadata``).
@@ -35,7 +35,7 @@ What a test can turn on (constructor keywords, or attributes at run time):
 And what it records: :attr:`calls` (every request: method, params, status, response),
 :meth:`count`, :attr:`max_in_flight` (most requests served at once), :attr:`posts` (what was
 posted with ``chat.postMessage``). Slack calling *the app* (signed Events API requests and
-slash commands) is the other direction and lives in :mod:`doppelkit_slack.testing_events`.
+slash commands) is the other direction and lives in :mod:`doppelkit_slack.testing.events`.
 """
 
 from __future__ import annotations
@@ -53,9 +53,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from doppelkit_slack.fake_workspace import FakeWorkspace, Post, SlackError
+from doppelkit_slack.testing.fake_workspace import FakeWorkspace, Post, SlackError
 
-__all__ = ["Call", "FakeSlack", "FakeWorkspace", "Fault", "Post", "SlackError"]
+__all__ = ["DEFAULT_TOKEN", "Call", "FakeSlack", "FakeWorkspace", "Fault", "Post", "SlackError"]
 
 DEFAULT_TOKEN = "xoxb-fake-token"
 API_PREFIX = "/api/"

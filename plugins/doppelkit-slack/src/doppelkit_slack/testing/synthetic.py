@@ -1,6 +1,6 @@
 """Generate large synthetic Slack exports (for benchmarks and load tests).
 
-    python -m doppelkit_slack.synthetic OUT_DIR --messages 1000000 [--channels 20] [--seed 1]
+    python -m doppelkit_slack.testing.synthetic OUT_DIR --messages 1000000 [--channels 20]
 
 Messages have the shape of a modern export (``client_msg_id``, ``user_profile``, rich-text
 ``blocks``, 4-space indented JSON as Slack writes it); about a third of top-level messages

@@ -6,9 +6,10 @@ For internal (single-workspace) apps: Slack's terms forbid training on Web API d
 distributed to other workspaces, which should use ``slack_export`` instead. Reads public,
 non-archived channels (private ones only with ``source.include_private=true``; DMs never),
 pages every history and thread with cursors, honours ``Retry-After``, adapts to capped pages,
-bounds concurrency and is resumable: see :mod:`doppelkit_slack.checkpoint` for where progress
-lives and when raw messages are deleted. Messages become threads with the same code as the
-export source (:func:`doppelkit_slack.export.assemble_threads`), so both read a workspace alike.
+bounds concurrency and is resumable: see :mod:`doppelkit_slack.sources.checkpoint` for where
+progress lives and when raw messages are deleted. Messages become threads with the same code as
+the export source (:func:`doppelkit_slack.sources.export.assemble_threads`), so both read a
+workspace alike.
 
 Scrubbing: every message is passed through the ``scrub_message`` hooks (:class:`MessageScrubber`)
 *before* it is journaled, so secrets and emails never reach ``home/state/scrape`` in the clear.
@@ -36,16 +37,16 @@ from doppelkit.interfaces import RunContext
 from doppelkit.models import DatasetReport, Thread, User, Workspace, validate_safe_id
 from doppelkit.plugins import scrub
 from doppelkit.settings import ScrubConfig
-from doppelkit_slack.checkpoint import MessageRedactor, ScrapeCheckpoint
-from doppelkit_slack.export import (
+from doppelkit_slack.sources.checkpoint import MessageRedactor, ScrapeCheckpoint
+from doppelkit_slack.sources.export import (
     _blocks_text,
     _bot_text,
     assemble_threads,
     bot_names_from_users,
     user_from_record,
 )
-from doppelkit_slack.reader import Channel
-from doppelkit_slack.scraper import ChannelRef, ChannelScraper, PageSize
+from doppelkit_slack.sources.reader import Channel
+from doppelkit_slack.sources.scraper import ChannelRef, ChannelScraper, PageSize
 from doppelkit_slack.webclient import DEFAULT_API_URL, SlackAuthError, SlackCaller, SlackCallError
 
 TOKEN_ENV = "SLACK_BOT_TOKEN"

@@ -4,7 +4,7 @@ This module holds the workspace's *state* (team, users, conversations and their 
 implements the Web API *methods* as plain functions of a parameter dict: each returns the
 response body Slack would send, or raises :class:`SlackError` for ``{"ok": false, ...}``.
 HTTP, tokens, rate limits, fault injection and call counting live in
-:mod:`doppelkit_slack.testing`; nothing here knows about sockets.
+:mod:`doppelkit_slack.testing.fake_slack`; nothing here knows about sockets.
 
 Message semantics follow Slack's: ``conversations.history`` returns top-level messages and
 thread broadcasts, newest first; ``conversations.replies`` returns a thread's root then its
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from doppelkit_slack.reader import Channel, SlackExport, open_export
+from doppelkit_slack.sources.reader import Channel, SlackExport, open_export
 
 __all__ = ["Conversation", "FakeWorkspace", "Post", "SlackError"]
 

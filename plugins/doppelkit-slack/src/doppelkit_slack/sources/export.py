@@ -7,7 +7,7 @@ What is read: ``users.json``, ``channels.json`` and the day files of public chan
 ``mpims.json`` and their folders are never read. Each channel's day files are read together
 (a thread's replies often sit in later files than its root), turned into threads ordered by
 numeric ``ts``, yielded, and dropped before the next channel: memory is bounded by the
-largest channel. File access and its safety checks live in :mod:`doppelkit_slack.reader`.
+largest channel. File access and its safety checks live in :mod:`doppelkit_slack.sources.reader`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from doppelkit.errors import InputDataError
 from doppelkit.interfaces import RunContext
 from doppelkit.models import DatasetReport, Message, Thread, User, Workspace, validate_safe_id
-from doppelkit_slack.reader import (
+from doppelkit_slack.sources.reader import (
     DEFAULT_MAX_FILE_BYTES,
     DEFAULT_MAX_UNCOMPRESSED_BYTES,
     GROUPS_FILE,
@@ -37,7 +37,7 @@ from doppelkit_slack.reader import (
     open_export,
 )
 
-SAMPLE_WORKSPACE = Path(__file__).resolve().parent / "sample"
+SAMPLE_WORKSPACE = Path(__file__).resolve().parents[1] / "sample"
 SAMPLE_PERSONA = "U0MAYA0001"  # maya, the sample's most prolific writer (see sample_workspace.py)
 
 # Subtypes that carry something a person (or bot) said. Every other subtype is a system event

@@ -3,8 +3,8 @@
 This module is the one place that touches export files. It knows the export *layout*
 (``users.json``, ``channels.json``, ``groups.json``, one folder of ``YYYY-MM-DD.json`` day files
 per conversation) but nothing about threads, personas or datasets: the ``slack_export`` source
-(:mod:`doppelkit_slack.export`) and the fake Slack server (:mod:`doppelkit_slack.testing`) both
-build on it. Public API, kept stable::
+(:mod:`doppelkit_slack.sources.export`) and the fake Slack server
+(:mod:`doppelkit_slack.testing.fake_workspace`) both build on it. Public API, kept stable::
 
     with open_export("export.zip") as export:
         export.team_id()                      # most common users.json team_id, or None
