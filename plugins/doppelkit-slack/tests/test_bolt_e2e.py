@@ -26,6 +26,7 @@ from doppelkit_slack.bolt.runtime import BoltRuntime, build_runtime
 from doppelkit_slack.bolt.server import HttpServer, asgi_app
 from doppelkit_slack.sample_workspace import DEFAULT_TARGET, ERIK, MAYA, TEAM
 from doppelkit_slack.testing import DEFAULT_TOKEN, FakeSlack
+from doppelkit_slack.testing.bolt import wait_idle
 from doppelkit_slack.testing.events import EventSender, app_mention
 
 CHANNEL = "C0GENERAL1"
@@ -80,7 +81,7 @@ class Running:
         while len(self.slack.posts) < n and time.monotonic() < deadline:
             time.sleep(0.01)
         time.sleep(0.2)
-        self.runtime.wait_idle()
+        wait_idle(self.runtime)
         return list(self.slack.posts)
 
     def close(self) -> None:
@@ -154,7 +155,7 @@ def test_rate_limited_then_failing_web_api(running: Running) -> None:
     deadline = time.monotonic() + 5
     while running.slack.count("chat.postMessage", status=429) < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
-    running.runtime.wait_idle()
+    wait_idle(running.runtime)
     assert running.slack.count("chat.postMessage", status=429) == 4  # first try + 3 retries, then gave up
     assert running.slack.posts == []
     running.slack.rate_limits.clear()

@@ -33,6 +33,7 @@ from doppelkit.testing.helpers import make_context
 from doppelkit_slack.bolt import BoltFrontend
 from doppelkit_slack.bolt.config import BoltConfig
 from doppelkit_slack.testing import FakeSlack
+from doppelkit_slack.testing.bolt import wait_idle
 from doppelkit_slack.testing.events import app_mention, channel_message, event_envelope
 
 
@@ -270,7 +271,7 @@ def test_persistent_server_errors_give_up_cleanly_and_the_bot_keeps_working(bot:
     bot.slack.inject_fault("chat.postMessage", status=500, times=3)  # first try + 2 retries
     bot.mention()
     assert wait_until(lambda: bot.slack.count("chat.postMessage") == 3)
-    bot.runtime.wait_idle()
+    wait_idle(bot.runtime)
     assert bot.slack.posts == []
     bot.mention("still there?", ts="1700000009.000100")
     [post] = replies(bot)

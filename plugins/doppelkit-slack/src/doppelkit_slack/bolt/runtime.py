@@ -48,12 +48,6 @@ class BoltRuntime:
         self.parts.replier.shutdown(wait=wait)
         self.parts.eraser.shutdown(wait=True)
 
-    def wait_idle(self, timeout: float = 10.0) -> None:
-        """Tests and benchmarks: wait until every queued reply and deletion is done."""
-        from concurrent.futures import wait
-
-        wait([*self.parts.replier.pending, *self.parts.eraser.pending], timeout=timeout)
-
 
 def store_url(context: RunContext) -> str:
     settings = getattr(context.settings, "settings", None)

@@ -13,6 +13,8 @@ module                      what it holds
                             from an export or built by hand (``Conversation``, ``BotIdentity``)
 ``events``                  Slack calling the app: signed events and slash commands
                             (:class:`EventSender`, :func:`app_mention`, …)
+``bolt``                    driving the bot: :func:`run_socket_mode_request` (one Socket Mode
+                            envelope), :func:`wait_idle` (queued replies and deletions done)
 ``synthetic``               large synthetic exports for benchmarks and load tests
                             (``python -m doppelkit_slack.testing.synthetic OUT --messages N``)
 ==========================  =================================================================
@@ -20,6 +22,7 @@ module                      what it holds
 Nothing in the plugin's production code imports this package.
 """
 
+from doppelkit_slack.testing.bolt import run_socket_mode_request, wait_idle
 from doppelkit_slack.testing.events import (
     EventSender,
     Response,
@@ -47,6 +50,8 @@ __all__ = [
     "app_mention",
     "channel_message",
     "event_envelope",
+    "run_socket_mode_request",
     "sign",
     "slash_command",
+    "wait_idle",
 ]
