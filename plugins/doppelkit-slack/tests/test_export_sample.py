@@ -2,27 +2,84 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
+import zipfile
 from collections import Counter
 from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
 
 from doppelkit.interfaces import RunContext
 from doppelkit.models import DatasetReport, PersonaSelector, Thread
 from doppelkit.persona import resolve_persona
-from doppelkit_slack.sample_workspace import MARKER, generate
 from doppelkit_slack.sources.export import SAMPLE_WORKSPACE, SlackExportSource
 
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_sample_workspace.py"
+SHIPPED_ZIP = (
+    Path(__file__).resolve().parents[1] / "src" / "doppelkit_slack" / "data" / "sample_workspace.zip"
+)
 
-def files_of(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+@pytest.fixture(scope="module")
+def script() -> ModuleType:
+    """The generator script (not part of the package), imported from its file."""
+    spec = importlib.util.spec_from_file_location("make_sample_workspace", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
 
 
-def test_the_shipped_sample_is_what_the_script_generates(tmp_path: Path) -> None:
-    regenerated = generate(tmp_path / "sample")
-    shipped = files_of(SAMPLE_WORKSPACE)
-    assert files_of(regenerated) == shipped, "run `python -m doppelkit_slack.sample_workspace`"
-    assert MARKER in shipped["README.md"].decode()
-    assert sum(len(data) for data in shipped.values()) < 5_000_000
+def zip_files(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as zf:
+        return {name: zf.read(name) for name in zf.namelist()}
+
+
+def test_the_shipped_sample_is_what_the_script_generates(script: Any, tmp_path: Path) -> None:
+    shipped = zip_files(SHIPPED_ZIP)
+    regenerated = script.sample_files()
+    assert list(shipped) == list(regenerated), f"run `python {script.SCRIPT}`"
+    assert shipped == regenerated, f"run `python {script.SCRIPT}`"
+    assert script.MARKER in shipped["README.md"].decode()
+    assert SHIPPED_ZIP.stat().st_size < 1_000_000  # compact: 3.7 MB of JSON unzipped
+    # The script writes the same zip again, and an unzipped folder with the same files.
+    assert zip_files(script.generate(tmp_path / "again.zip")) == shipped
+    folder = script.generate(tmp_path / "folder")
+    assert {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+    } == shipped
+
+
+def test_the_script_replaces_only_a_sample_it_wrote(script: Any, tmp_path: Path) -> None:
+    precious = tmp_path / "export.zip"
+    precious.write_bytes(b"not a sample")
+    with pytest.raises(SystemExit, match="refusing to replace"):
+        script.generate(precious)
+    assert precious.read_bytes() == b"not a sample"
+
+
+def read_all(
+    path: Path | None, run_context: RunContext, **options: Any
+) -> tuple[list[Thread], DatasetReport]:
+    report = DatasetReport()
+    source = SlackExportSource(SlackExportSource.Config(path=path, **options), run_context)
+    return list(source.threads(report)), report
+
+
+@pytest.mark.parametrize("include_private", [False, True])
+def test_the_zip_reads_exactly_as_the_folder_did(run_context: RunContext, include_private: bool) -> None:
+    from_zip, zip_report = read_all(SHIPPED_ZIP, run_context, include_private=include_private)
+    from_folder, folder_report = read_all(SAMPLE_WORKSPACE, run_context, include_private=include_private)
+    assert [t.model_dump() for t in from_zip] == [t.model_dump() for t in from_folder]
+    assert zip_report.model_dump(exclude={"created"}) == folder_report.model_dump(exclude={"created"})
+    zip_workspace = SlackExportSource(SlackExportSource.Config(path=SHIPPED_ZIP), run_context).workspace()
+    folder_workspace = SlackExportSource(SlackExportSource.Config(path=SAMPLE_WORKSPACE), run_context)
+    assert zip_workspace == folder_workspace.workspace()
 
 
 def sample_threads(run_context: RunContext, **options: object) -> list[Thread]:
