@@ -1,4 +1,5 @@
-"""The bundled sample workspace: reproducible from its script, realistic, and a good demo."""
+"""The bundled sample workspace: one zip reproducible from its script, stable datasets, realistic,
+and a good demo."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import sys
 import zipfile
 from collections import Counter
+from hashlib import sha256
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -16,12 +18,10 @@ import pytest
 from doppelkit.interfaces import RunContext
 from doppelkit.models import DatasetReport, PersonaSelector, Thread
 from doppelkit.persona import resolve_persona
-from doppelkit_slack.sources.export import SAMPLE_WORKSPACE, SlackExportSource
+from doppelkit.testing import run_cli
+from doppelkit_slack.sources.export import SAMPLE_PERSONA, SAMPLE_WORKSPACE, SlackExportSource
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_sample_workspace.py"
-SHIPPED_ZIP = (
-    Path(__file__).resolve().parents[1] / "src" / "doppelkit_slack" / "data" / "sample_workspace.zip"
-)
 
 
 @pytest.fixture(scope="module")
@@ -41,18 +41,13 @@ def zip_files(path: Path) -> dict[str, bytes]:
 
 
 def test_the_shipped_sample_is_what_the_script_generates(script: Any, tmp_path: Path) -> None:
-    shipped = zip_files(SHIPPED_ZIP)
+    shipped = zip_files(SAMPLE_WORKSPACE)
     regenerated = script.sample_files()
     assert list(shipped) == list(regenerated), f"run `python {script.SCRIPT}`"
     assert shipped == regenerated, f"run `python {script.SCRIPT}`"
     assert script.MARKER in shipped["README.md"].decode()
-    assert SHIPPED_ZIP.stat().st_size < 1_000_000  # compact: 3.7 MB of JSON unzipped
-    # The script writes the same zip again, and an unzipped folder with the same files.
+    assert SAMPLE_WORKSPACE.stat().st_size < 1_000_000  # compact: 3.7 MB of JSON unzipped
     assert zip_files(script.generate(tmp_path / "again.zip")) == shipped
-    folder = script.generate(tmp_path / "folder")
-    assert {
-        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
-    } == shipped
 
 
 def test_the_script_replaces_only_a_sample_it_wrote(script: Any, tmp_path: Path) -> None:
@@ -72,14 +67,50 @@ def read_all(
 
 
 @pytest.mark.parametrize("include_private", [False, True])
-def test_the_zip_reads_exactly_as_the_folder_did(run_context: RunContext, include_private: bool) -> None:
-    from_zip, zip_report = read_all(SHIPPED_ZIP, run_context, include_private=include_private)
-    from_folder, folder_report = read_all(SAMPLE_WORKSPACE, run_context, include_private=include_private)
+def test_the_zip_reads_exactly_as_the_unzipped_folder(
+    script: Any, run_context: RunContext, tmp_path: Path, include_private: bool
+) -> None:
+    """The sample used to ship as a folder; the script still writes that form. Both read alike."""
+    folder = script.generate(tmp_path / "folder")
+    from_zip, zip_report = read_all(None, run_context, include_private=include_private)
+    from_folder, folder_report = read_all(folder, run_context, include_private=include_private)
     assert [t.model_dump() for t in from_zip] == [t.model_dump() for t in from_folder]
     assert zip_report.model_dump(exclude={"created"}) == folder_report.model_dump(exclude={"created"})
-    zip_workspace = SlackExportSource(SlackExportSource.Config(path=SHIPPED_ZIP), run_context).workspace()
-    folder_workspace = SlackExportSource(SlackExportSource.Config(path=SAMPLE_WORKSPACE), run_context)
-    assert zip_workspace == folder_workspace.workspace()
+    zip_workspace = SlackExportSource(SlackExportSource.Config(), run_context).workspace()
+    folder_workspace = SlackExportSource(SlackExportSource.Config(path=folder), run_context).workspace()
+    assert zip_workspace.model_dump(exclude={"default_persona"}) == folder_workspace.model_dump(
+        exclude={"default_persona"}
+    )
+    assert zip_workspace.default_persona == SAMPLE_PERSONA  # only the bundled sample names one
+
+
+# sha256 of what `doppelkit ingest persona.user=maya` writes from the sample. They were taken when
+# the sample still shipped as a folder and must not change unless the sample or the formatter does
+# (then update them, and say why in the commit).
+SAMPLE_DIGESTS = {
+    "dataset.jsonl": "10a39cdd8cd1ec4038c13460daa0fdc7969169ba1ff769943c9890cb62328003",
+    "dataset.eval.jsonl": "e3646ca684ecee0a5e49a5b85051046ebf77269ebd9ff42c4753333cdc8f3075",
+    "corpus": "c4269069a8e633f8d92133f82a427a2a0bdba80982b9ae1cab0f9d141abee817",
+}
+
+
+def test_the_samples_maya_dataset_stays_the_same(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    result = run_cli(
+        ["ingest", "persona.user=maya", f"home={home}"],
+        cwd=tmp_path,
+        env={"DOPPELKIT_LOAD_PLUGINS": "slack"},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    datasets = home / "datasets" / "T0LANTERN1" / SAMPLE_PERSONA
+    [corpus] = (home / "cache" / "corpus" / "T0LANTERN1").glob("*.jsonl")
+    digests = {
+        "dataset.jsonl": sha256((datasets / "dataset.jsonl").read_bytes()).hexdigest(),
+        "dataset.eval.jsonl": sha256((datasets / "dataset.eval.jsonl").read_bytes()).hexdigest(),
+        "corpus": sha256(corpus.read_bytes()).hexdigest(),
+    }
+    assert digests == SAMPLE_DIGESTS
 
 
 def sample_threads(run_context: RunContext, **options: object) -> list[Thread]:
@@ -130,5 +161,6 @@ def test_private_and_direct_messages_stay_out(run_context: RunContext) -> None:
     )
     assert "CONFIDENTIAL-" in opted_in and "SECRET-" not in opted_in
     # ...and the sample really does contain them, so the checks above mean something.
-    raw = json.dumps([json.loads(p.read_text()) for p in SAMPLE_WORKSPACE.glob("D*/*.json")])
+    shipped = zip_files(SAMPLE_WORKSPACE)
+    raw = json.dumps([json.loads(data) for name, data in shipped.items() if name.startswith("D")])
     assert "SECRET-DM" in raw
