@@ -5,7 +5,7 @@
 * :mod:`.api` — the ``slack`` Web API source; :mod:`.scraper` — paging one channel's history
   and threads; :mod:`.checkpoint` — the resumable scrape journal under ``home/state/scrape``.
 
-Both sources turn raw Slack messages into threads with the same code
-(:func:`.export.assemble_threads`); the API source calls Slack through
-:mod:`doppelkit_slack.webclient`, which the bot shares. Nothing here imports the bot.
+Both sources turn raw Slack messages into threads with :mod:`doppelkit_slack.messages`, the
+parser the bot uses too; the API source calls Slack through :mod:`doppelkit_slack.webclient`,
+which the bot shares. Nothing here imports the bot.
 """

@@ -8,8 +8,7 @@ non-archived channels (private ones only with ``source.include_private=true``; D
 pages every history and thread with cursors, honours ``Retry-After``, adapts to capped pages,
 bounds concurrency and is resumable: see :mod:`doppelkit_slack.sources.checkpoint` for where
 progress lives and when raw messages are deleted. Messages become threads with the same code as
-the export source (:func:`doppelkit_slack.sources.export.assemble_threads`), so both read a
-workspace alike.
+the export source and the bot (:mod:`doppelkit_slack.messages`), so all read a workspace alike.
 
 Scrubbing: every message is passed through the ``scrub_message`` hooks (:class:`MessageScrubber`)
 *before* it is journaled, so secrets and emails never reach ``home/state/scrape`` in the clear.
@@ -37,15 +36,8 @@ from doppelkit.interfaces import RunContext
 from doppelkit.models import DatasetReport, Thread, User, Workspace, validate_safe_id
 from doppelkit.plugins import scrub
 from doppelkit.settings import ScrubConfig
+from doppelkit_slack.messages import assemble_threads, bot_names_from_users, message_text, user_from_record
 from doppelkit_slack.sources.checkpoint import MessageRedactor, ScrapeCheckpoint
-from doppelkit_slack.sources.export import (
-    _blocks_text,
-    _bot_text,
-    assemble_threads,
-    bot_names_from_users,
-    user_from_record,
-)
-from doppelkit_slack.sources.reader import Channel
 from doppelkit_slack.sources.scraper import ChannelRef, ChannelScraper, PageSize
 from doppelkit_slack.webclient import DEFAULT_API_URL, SlackAuthError, SlackCaller, SlackCallError
 
@@ -56,17 +48,6 @@ LIST_PAGE_SIZE = 200  # users.list / conversations.list: not capped like message
 # ``text`` (the message, rich-text ``blocks`` leaves, ``attachments``), the attachment fields a
 # bot's text is rebuilt from, and file titles and snippet previews (never used, never kept raw).
 TEXT_KEYS = frozenset({"text", "fallback", "pretext", "title", "preview"})
-
-
-def message_text(raw: dict[str, Any]) -> str:
-    """The text the export normaliser gives a raw message: ``text``, else its rich-text blocks,
-    else (it only uses them for bots) its attachments."""
-    text = raw.get("text")
-    if not isinstance(text, str):
-        text = "" if text is None else str(text)
-    if not text and "blocks" in raw:
-        text = _blocks_text(raw)
-    return text or _bot_text(raw)
 
 
 class MessageScrubber:
@@ -362,11 +343,10 @@ class SlackApiSource:
                         )
                         if fetched is not None:
                             raw, scrubbed = fetched
-                            channel = Channel(ref.id, ref.name, ref.private, None, {})
                             threads = assemble_threads(
                                 raw,
                                 team=session.team,
-                                channel=channel,
+                                channel=ref,
                                 report=report,
                                 bot_users=bot_users,
                                 bot_names=bot_names,
