@@ -42,7 +42,8 @@ from bolt_support import (
 )
 
 from doppelkit.testing.fakes import EchoEngine
-from doppelkit_slack.testing_events import EventSender, app_mention
+from doppelkit_slack.testing.bolt import wait_idle
+from doppelkit_slack.testing.events import EventSender, app_mention
 
 RATE_PER_S = 40
 DURATION_S = 5.0
@@ -101,7 +102,7 @@ def run(rate: float = RATE_PER_S, duration: float = DURATION_S) -> dict[str, Any
 
             acks = open_loop(mention, count, rate, pool)
         queued_at_end = len(bot.runtime.parts.replier.pending)
-        bot.runtime.wait_idle(timeout=60)
+        wait_idle(bot.runtime, timeout=60)
         wait_for_posts(stub, count + 1, timeout=30)
         time.sleep(0.5)
         posts = len(stub.posts) - 1  # minus the warm-up mention

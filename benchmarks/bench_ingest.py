@@ -25,8 +25,8 @@ import pytest
 
 from doppelkit.models import DatasetReport
 from doppelkit.testing.helpers import make_context
-from doppelkit_slack.export import SlackExportSource
-from doppelkit_slack.synthetic import generate
+from doppelkit_slack.sources.export import SlackExportSource
+from doppelkit_slack.testing.synthetic import generate
 
 MESSAGES = int(os.environ.get("DOPPELKIT_BENCH_MESSAGES", "20000"))
 CHANNELS = 20

@@ -945,8 +945,7 @@ def test_bot_and_empty_text_never_become_the_persona(export: GeneratedExport, wo
 def test_rich_text_blocks_are_read_when_text_is_empty() -> None:
     """Lists, quotes and code in rich-text blocks become the mrkdwn Slack would have stored."""
     from doppelkit.models import DatasetReport
-    from doppelkit_slack.export import assemble_threads
-    from doppelkit_slack.reader import Channel
+    from doppelkit_slack.messages import ChannelInfo, assemble_threads
 
     def section(*elements: dict[str, Any]) -> dict[str, Any]:
         return {"type": "rich_text_section", "elements": list(elements)}
@@ -979,7 +978,7 @@ def test_rich_text_blocks_are_read_when_text_is_empty() -> None:
         }
     ]
     raw = [{"type": "message", "user": PERSONA, "ts": "1700000000.000100", "text": "", "blocks": blocks}]
-    channel = Channel("C1", "ops", False, "ops", {})
+    channel = ChannelInfo("C1", "ops")
     (thread,) = assemble_threads(raw, team=TEAM, channel=channel, report=DatasetReport())
     assert thread.messages[0].text == (
         "plan for &lt;today&gt; &amp; <#C1>\n1. drain\n2. flip\n&gt; no downtime\n"

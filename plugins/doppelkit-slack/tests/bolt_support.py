@@ -14,12 +14,13 @@ from typing import Any
 
 from doppelkit.testing.fakes import EchoEngine
 from doppelkit.testing.helpers import make_context
-from doppelkit_slack.bolt.frontend import BoltConfig
+from doppelkit_slack.bolt.config import BoltConfig
 from doppelkit_slack.bolt.runtime import BoltRuntime, build_runtime
 from doppelkit_slack.bolt.server import HttpServer, asgi_app
-from doppelkit_slack.fake_workspace import BotIdentity, Conversation, FakeWorkspace, Post
 from doppelkit_slack.testing import FakeSlack
-from doppelkit_slack.testing_events import EventSender, Response, app_mention
+from doppelkit_slack.testing.bolt import wait_idle
+from doppelkit_slack.testing.events import EventSender, Response, app_mention
+from doppelkit_slack.testing.fake_workspace import BotIdentity, Conversation, FakeWorkspace, Post
 
 TEAM = "T0001"
 BOT_USER = "UBOT0001"
@@ -123,5 +124,5 @@ def replies(bot: Bot, n: int = 1, settle: float = 0.3) -> list[Post]:
     """The posts once ``n`` arrived, after a short wait for any extra (duplicate) post."""
     wait_for_posts(bot.slack, n)
     time.sleep(settle)
-    bot.runtime.wait_idle()
+    wait_idle(bot.runtime)
     return list(bot.slack.posts)

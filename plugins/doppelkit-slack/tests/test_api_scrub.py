@@ -17,8 +17,8 @@ from doppelkit.interfaces import RunContext
 from doppelkit.models import DatasetReport
 from doppelkit.pipeline import IngestResult, ingest
 from doppelkit.settings import Settings
-from doppelkit_slack.api import MessageScrubber, SlackApiSource
-from doppelkit_slack.export import SlackExportSource
+from doppelkit_slack.sources.api import MessageScrubber, SlackApiSource
+from doppelkit_slack.sources.export import SlackExportSource
 from doppelkit_slack.testing import FakeSlack
 from doppelkit_slack.webclient import SlackUnavailableError
 

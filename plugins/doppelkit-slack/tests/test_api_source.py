@@ -23,9 +23,9 @@ from doppelkit.pipeline import ingest
 from doppelkit.settings import Settings
 from doppelkit.testing import run_cli
 from doppelkit.testing.contracts import SourceContract
-from doppelkit_slack.api import SlackApiSource
-from doppelkit_slack.checkpoint import ChannelJournal, ScrapeCheckpoint
-from doppelkit_slack.export import SAMPLE_WORKSPACE, SlackExportSource
+from doppelkit_slack.sources.api import SlackApiSource
+from doppelkit_slack.sources.checkpoint import ChannelJournal, ScrapeCheckpoint
+from doppelkit_slack.sources.export import SAMPLE_WORKSPACE, SlackExportSource
 from doppelkit_slack.testing import FakeSlack
 from doppelkit_slack.webclient import SlackAuthError, SlackUnavailableError
 
@@ -187,8 +187,8 @@ KILLED_SCRAPE = """
 import sys
 from doppelkit.models import DatasetReport
 from doppelkit.testing.helpers import make_context
-from doppelkit_slack.api import SlackApiSource
-from doppelkit_slack.checkpoint import ChannelJournal, ScrapeCheckpoint
+from doppelkit_slack.sources.api import SlackApiSource
+from doppelkit_slack.sources.checkpoint import ChannelJournal, ScrapeCheckpoint
 
 home, token, url = sys.argv[1:]
 config = SlackApiSource.Config(token=token, api_url=url, max_concurrency=3)

@@ -26,10 +26,10 @@ from doppelkit.errors import UserError
 from doppelkit.testing.fakes import EchoEngine
 from doppelkit.testing.helpers import make_context, run_cli
 from doppelkit_slack.bolt import BoltFrontend
-from doppelkit_slack.bolt.frontend import BoltConfig
+from doppelkit_slack.bolt.config import BoltConfig
 from doppelkit_slack.bolt.server import listening_socket
 from doppelkit_slack.testing import FakeSlack
-from doppelkit_slack.testing_events import EventSender, app_mention
+from doppelkit_slack.testing.events import EventSender, app_mention
 
 
 def serve(home: Path, *args: str, env: dict[str, str]) -> subprocess.Popen[str]:

@@ -21,20 +21,25 @@ from bolt_support import SECRET
 from doppelkit.interfaces import Engine
 from doppelkit.testing.fakes import EchoEngine
 from doppelkit.testing.helpers import make_context, run_cli
-from doppelkit_slack.bolt.frontend import BoltConfig
+from doppelkit_slack.bolt.config import BoltConfig
 from doppelkit_slack.bolt.runtime import BoltRuntime, build_runtime
 from doppelkit_slack.bolt.server import HttpServer, asgi_app
-from doppelkit_slack.sample_workspace import DEFAULT_TARGET, ERIK, MAYA, TEAM
+from doppelkit_slack.sources.export import SAMPLE_PERSONA, SAMPLE_WORKSPACE
 from doppelkit_slack.testing import DEFAULT_TOKEN, FakeSlack
-from doppelkit_slack.testing_events import EventSender, app_mention
+from doppelkit_slack.testing.bolt import wait_idle
+from doppelkit_slack.testing.events import EventSender, app_mention
 
+# People of the sample workspace (plugins/doppelkit-slack/scripts/make_sample_workspace.py).
+TEAM = "T0LANTERN1"
+MAYA = SAMPLE_PERSONA
+ERIK = "U0ERIK0002"
 CHANNEL = "C0GENERAL1"
 ASKER = "U0PRIYA003"
 
 
 @pytest.fixture
 def slack() -> Iterator[FakeSlack]:
-    with FakeSlack.from_export(DEFAULT_TARGET, retry_after=0.05) as fake:
+    with FakeSlack.from_export(SAMPLE_WORKSPACE, retry_after=0.05) as fake:
         yield fake
 
 
@@ -80,7 +85,7 @@ class Running:
         while len(self.slack.posts) < n and time.monotonic() < deadline:
             time.sleep(0.01)
         time.sleep(0.2)
-        self.runtime.wait_idle()
+        wait_idle(self.runtime)
         return list(self.slack.posts)
 
     def close(self) -> None:
@@ -91,7 +96,7 @@ class Running:
 @pytest.fixture
 def running(tmp_path: Path, slack: FakeSlack) -> Iterator[Running]:
     # persona.user=erik resolves through users.list (no adapter under this home): a name, per team.
-    bot = Running(tmp_path / "home", slack, EchoEngine(versions={(TEAM, ERIK.id): "v1"}))
+    bot = Running(tmp_path / "home", slack, EchoEngine(versions={(TEAM, ERIK): "v1"}))
     yield bot
     bot.close()
 
@@ -111,7 +116,7 @@ def test_mention_reply_and_follow_up_in_the_same_thread(running: Running) -> Non
     seen = engine.calls[-1].thread
     assert [m.ts for m in seen.messages] == [root, posts[0].ts, follow_up]
     mine = seen.messages[1]
-    assert (mine.user, mine.is_bot) == (ERIK.id, False), "the bot's earlier post is the persona's own turn"
+    assert (mine.user, mine.is_bot) == (ERIK, False), "the bot's earlier post is the persona's own turn"
     assert seen.user_labels[ASKER] == "Priya"
 
 
@@ -154,7 +159,7 @@ def test_rate_limited_then_failing_web_api(running: Running) -> None:
     deadline = time.monotonic() + 5
     while running.slack.count("chat.postMessage", status=429) < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
-    running.runtime.wait_idle()
+    wait_idle(running.runtime)
     assert running.slack.count("chat.postMessage", status=429) == 4  # first try + 3 retries, then gave up
     assert running.slack.posts == []
     running.slack.rate_limits.clear()
@@ -263,7 +268,7 @@ def test_the_trained_persona_answers_once_in_the_thread(trained_home: Path, slac
         assert engine.replies == 1, "one generation for one mention, whatever the retries"
         assert posts and {p.thread_ts for p in posts} == {root}
         assert {p.username for p in posts} == {"maya-bot"}, "answered by the trained persona"
-        assert all(p.params["metadata"]["event_payload"] == {"persona": MAYA.id} for p in posts)
+        assert all(p.params["metadata"]["event_payload"] == {"persona": MAYA} for p in posts)
         assert "".join(p.text for p in posts).strip()
         assert all("<!" not in p.text and "<@" not in p.text for p in posts)
         assert slack.count("chat.postMessage") == len(posts)

@@ -31,9 +31,10 @@ from doppelkit.testing.contracts import FrontendContract
 from doppelkit.testing.fakes import EchoEngine
 from doppelkit.testing.helpers import make_context
 from doppelkit_slack.bolt import BoltFrontend
-from doppelkit_slack.bolt.frontend import BoltConfig
+from doppelkit_slack.bolt.config import BoltConfig
 from doppelkit_slack.testing import FakeSlack
-from doppelkit_slack.testing_events import app_mention, channel_message, event_envelope
+from doppelkit_slack.testing.bolt import wait_idle
+from doppelkit_slack.testing.events import app_mention, channel_message, event_envelope
 
 
 def test_a_signed_mention_gets_exactly_one_threaded_reply_from_the_persona(bot: Bot) -> None:
@@ -270,7 +271,7 @@ def test_persistent_server_errors_give_up_cleanly_and_the_bot_keeps_working(bot:
     bot.slack.inject_fault("chat.postMessage", status=500, times=3)  # first try + 2 retries
     bot.mention()
     assert wait_until(lambda: bot.slack.count("chat.postMessage") == 3)
-    bot.runtime.wait_idle()
+    wait_idle(bot.runtime)
     assert bot.slack.posts == []
     bot.mention("still there?", ts="1700000009.000100")
     [post] = replies(bot)

@@ -19,11 +19,11 @@ from bolt_support import (
 
 from doppelkit.testing.fakes import EchoEngine
 from doppelkit.testing.helpers import make_context
-from doppelkit_slack.bolt.frontend import BoltConfig
+from doppelkit_slack.bolt.config import BoltConfig
 from doppelkit_slack.bolt.runtime import BoltRuntime, build_runtime
-from doppelkit_slack.bolt.server import run_socket_mode_request
 from doppelkit_slack.testing import FakeSlack
-from doppelkit_slack.testing_events import app_mention, event_envelope, slash_command
+from doppelkit_slack.testing.bolt import run_socket_mode_request, wait_idle
+from doppelkit_slack.testing.events import app_mention, event_envelope, slash_command
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def test_a_socket_mode_mention_is_acked_and_answered_once(runtime: BoltRuntime, 
     assert run_socket_mode_request(runtime.app, body).status == 200
     for attempt in (1, 2):  # Slack's redeliveries over the socket carry retry_attempt
         assert run_socket_mode_request(runtime.app, body, retry_attempt=attempt).status == 200
-    runtime.wait_idle()
+    wait_idle(runtime)
     [post] = wait_for_posts(slack, 1)
     assert post.thread_ts == ROOT_TS and post.text == f"Ann says: &lt;@{BOT_USER}&gt; hi"
 

@@ -11,6 +11,7 @@ import pytest
 from bolt_support import BOT_ID, BOT_USER, TEAM, Bot
 
 from doppelkit.home import Home
+from doppelkit_slack.testing.bolt import wait_idle
 
 OTHER_TEAM = "T0002"
 
@@ -35,7 +36,7 @@ def seed_workspace(home: Home, team: str) -> list[Path]:
 def revoked(bot: Bot, *, oauth: list[str] = (), bots: list[str] = ()) -> int:  # type: ignore[assignment]
     event = {"type": "tokens_revoked", "tokens": {"oauth": list(oauth), "bot": list(bots)}}
     status = bot.sender.send_event(event, team=TEAM).status
-    bot.runtime.wait_idle()
+    wait_idle(bot.runtime)
     return status
 
 
@@ -46,7 +47,7 @@ def test_uninstall_deletes_the_workspace_data_and_only_that(bot: Bot) -> None:
     store.set_active(TEAM, "U_ANN")
     store.upsert_trained(OTHER_TEAM, "U_ANN", "Ann", "v1")
     assert bot.sender.send_event({"type": "app_uninstalled"}, team=TEAM).status == 200
-    bot.runtime.wait_idle()
+    wait_idle(bot.runtime)
     assert store.list(TEAM) == [] and store.active_user(TEAM) is None
     assert not any(p.exists() for p in ours)
     assert all(p.exists() for p in others) and len(store.list(OTHER_TEAM)) == 1
@@ -93,7 +94,7 @@ def test_deletion_runs_after_the_ack(bot: Bot, monkeypatch: pytest.MonkeyPatch) 
     response = bot.sender.send_event({"type": "app_uninstalled"}, team=TEAM)
     assert response.status == 200 and started.wait(5), "acknowledged before the deletion finished"
     release.set()
-    bot.runtime.wait_idle()
+    wait_idle(bot.runtime)
 
 
 def test_deleting_never_follows_symlinks_out_of_home(bot: Bot, tmp_path: Path) -> None:
@@ -107,6 +108,6 @@ def test_deleting_never_follows_symlinks_out_of_home(bot: Bot, tmp_path: Path) -
     (home.root / "datasets").mkdir(parents=True)
     (home.root / "datasets" / TEAM).symlink_to(outside)
     bot.sender.send_event({"type": "app_uninstalled"}, team=TEAM)
-    bot.runtime.wait_idle()
+    wait_idle(bot.runtime)
     assert (outside / "U_ANN" / "keep").is_file()
     assert not corpus.is_symlink()

@@ -19,7 +19,7 @@ from doppelkit_slack.bolt.avatar import disguise
 from doppelkit_slack.bolt.guard import RequestGuard
 from doppelkit_slack.bolt.personas import published_personas, resolve_command_line_persona
 from doppelkit_slack.bolt.posting import WORD_JOINER, neutralise, outgoing_messages, split_message
-from doppelkit_slack.testing_events import sign
+from doppelkit_slack.testing.events import sign
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,8 @@ from slack_export_builders import message, write_export, zip_dir
 from doppelkit.errors import InputDataError
 from doppelkit.interfaces import RunContext
 from doppelkit.models import DatasetReport, Thread
-from doppelkit_slack.export import SlackExportSource
-from doppelkit_slack.reader import open_export
+from doppelkit_slack.sources.export import SlackExportSource
+from doppelkit_slack.sources.reader import open_export
 
 
 def source_for(path: Path, run_context: RunContext, **options: object) -> SlackExportSource:
@@ -68,7 +68,7 @@ def test_unreadable_path_even_as_root(
     good_export: Path, tmp_path: Path, run_context: RunContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     archive = zip_dir(good_export, tmp_path / "export.zip")
-    monkeypatch.setattr("doppelkit_slack.reader.os.access", lambda path, mode: False)
+    monkeypatch.setattr("doppelkit_slack.sources.reader.os.access", lambda path, mode: False)
     for path in (archive, good_export):
         with pytest.raises(InputDataError, match="no permission to read"):
             source_for(path, run_context).workspace()

@@ -9,7 +9,7 @@ from pathlib import Path
 from slack_export_builders import USERS, message, user, write_export, zip_dir
 
 from doppelkit.testing import run_cli
-from doppelkit_slack.export import SAMPLE_WORKSPACE
+from doppelkit_slack.sources.export import SAMPLE_WORKSPACE
 
 # Only this distribution's plugins: the test does not depend on other plugins' state.
 ENV = {"DOPPELKIT_LOAD_PLUGINS": "slack"}
@@ -27,8 +27,7 @@ def ingest(tmp_path: Path, *overrides: str) -> tuple[int, str, Path]:
 
 
 def test_ingest_the_sample_zip(tmp_path: Path) -> None:
-    archive = zip_dir(SAMPLE_WORKSPACE, tmp_path / "export.zip")
-    code, output, out = ingest(tmp_path, f"source.path={archive}", "persona.user=maya")
+    code, output, out = ingest(tmp_path, f"source.path={SAMPLE_WORKSPACE}", "persona.user=maya")
     assert code == 0, output
     lines = out.read_text(encoding="utf-8").splitlines()
     assert len(lines) > 300

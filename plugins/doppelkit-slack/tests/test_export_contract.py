@@ -1,8 +1,9 @@
-"""The slack_export source passes the source contract on the bundled sample, as a folder and
-as a zip, and reads both identically."""
+"""The slack_export source passes the source contract on the bundled sample, as shipped (a zip)
+and unzipped, and reads both identically."""
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -11,24 +12,27 @@ from slack_export_builders import zip_dir
 from doppelkit.interfaces import RunContext
 from doppelkit.models import DatasetReport, Message, Thread
 from doppelkit.testing.contracts import SourceContract
-from doppelkit_slack.export import SAMPLE_WORKSPACE, SlackExportSource
+from doppelkit_slack.sources.export import SAMPLE_WORKSPACE, SlackExportSource
 
 
 @pytest.fixture(scope="module")
-def sample_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return zip_dir(SAMPLE_WORKSPACE, tmp_path_factory.mktemp("zip") / "export.zip")
+def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("unzipped")
+    with zipfile.ZipFile(SAMPLE_WORKSPACE) as zf:
+        zf.extractall(target)  # our own archive: safe to extract
+    return target
 
 
-class TestSampleDirectory(SourceContract):
+class TestSampleZip(SourceContract):
     @pytest.fixture
     def source(self, run_context: RunContext) -> SlackExportSource:
         return SlackExportSource(SlackExportSource.Config(), run_context)  # path: null = the sample
 
 
-class TestSampleZip(SourceContract):
+class TestSampleDirectory(SourceContract):
     @pytest.fixture
-    def source(self, run_context: RunContext, sample_zip: Path) -> SlackExportSource:
-        return SlackExportSource(SlackExportSource.Config(path=sample_zip), run_context)
+    def source(self, run_context: RunContext, sample_dir: Path) -> SlackExportSource:
+        return SlackExportSource(SlackExportSource.Config(path=sample_dir), run_context)
 
 
 def _read(path: Path | None, run_context: RunContext) -> tuple[list[dict], DatasetReport]:
@@ -37,11 +41,11 @@ def _read(path: Path | None, run_context: RunContext) -> tuple[list[dict], Datas
     return [t.model_dump() for t in source.threads(report)], report
 
 
-def test_zip_and_folder_read_the_same(run_context: RunContext, sample_zip: Path, tmp_path: Path) -> None:
-    from_dir, dir_report = _read(SAMPLE_WORKSPACE, run_context)
-    from_zip, zip_report = _read(sample_zip, run_context)
+def test_zip_and_folder_read_the_same(run_context: RunContext, sample_dir: Path, tmp_path: Path) -> None:
+    from_dir, dir_report = _read(sample_dir, run_context)
+    from_zip, zip_report = _read(SAMPLE_WORKSPACE, run_context)
     # Re-zipped exports often wrap everything in one top-level folder.
-    wrapped = zip_dir(SAMPLE_WORKSPACE, tmp_path / "wrapped.zip", prefix="Lanternfish Slack export/")
+    wrapped = zip_dir(sample_dir, tmp_path / "wrapped.zip", prefix="Lanternfish Slack export/")
     from_wrapped, _ = _read(wrapped, run_context)
     assert from_dir == from_zip == from_wrapped
     assert dir_report.drops == zip_report.drops

@@ -10,8 +10,8 @@ from slack_export_builders import TEAM, channel, message, user, write_export
 
 from doppelkit.interfaces import RunContext
 from doppelkit.models import DatasetReport, Message, Thread
-from doppelkit_slack.export import SlackExportSource
-from doppelkit_slack.reader import SlackExport
+from doppelkit_slack.sources.export import SlackExportSource
+from doppelkit_slack.sources.reader import SlackExport
 
 ROOT = "1704100000.000100"
 

@@ -1,28 +1,116 @@
-"""The bundled sample workspace: reproducible from its script, realistic, and a good demo."""
+"""The bundled sample workspace: one zip reproducible from its script, stable datasets, realistic,
+and a good demo."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
+import zipfile
 from collections import Counter
+from hashlib import sha256
 from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
 
 from doppelkit.interfaces import RunContext
 from doppelkit.models import DatasetReport, PersonaSelector, Thread
 from doppelkit.persona import resolve_persona
-from doppelkit_slack.export import SAMPLE_WORKSPACE, SlackExportSource
-from doppelkit_slack.sample_workspace import MARKER, generate
+from doppelkit.testing import run_cli
+from doppelkit_slack.sources.export import SAMPLE_PERSONA, SAMPLE_WORKSPACE, SlackExportSource
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_sample_workspace.py"
 
 
-def files_of(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+@pytest.fixture(scope="module")
+def script() -> ModuleType:
+    """The generator script (not part of the package), imported from its file."""
+    spec = importlib.util.spec_from_file_location("make_sample_workspace", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
 
 
-def test_the_shipped_sample_is_what_the_script_generates(tmp_path: Path) -> None:
-    regenerated = generate(tmp_path / "sample")
-    shipped = files_of(SAMPLE_WORKSPACE)
-    assert files_of(regenerated) == shipped, "run `python -m doppelkit_slack.sample_workspace`"
-    assert MARKER in shipped["README.md"].decode()
-    assert sum(len(data) for data in shipped.values()) < 5_000_000
+def zip_files(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as zf:
+        return {name: zf.read(name) for name in zf.namelist()}
+
+
+def test_the_shipped_sample_is_what_the_script_generates(script: Any, tmp_path: Path) -> None:
+    shipped = zip_files(SAMPLE_WORKSPACE)
+    regenerated = script.sample_files()
+    assert list(shipped) == list(regenerated), f"run `python {script.SCRIPT}`"
+    assert shipped == regenerated, f"run `python {script.SCRIPT}`"
+    assert script.MARKER in shipped["README.md"].decode()
+    assert SAMPLE_WORKSPACE.stat().st_size < 1_000_000  # compact: 3.7 MB of JSON unzipped
+    assert zip_files(script.generate(tmp_path / "again.zip")) == shipped
+
+
+def test_the_script_replaces_only_a_sample_it_wrote(script: Any, tmp_path: Path) -> None:
+    precious = tmp_path / "export.zip"
+    precious.write_bytes(b"not a sample")
+    with pytest.raises(SystemExit, match="refusing to replace"):
+        script.generate(precious)
+    assert precious.read_bytes() == b"not a sample"
+
+
+def read_all(
+    path: Path | None, run_context: RunContext, **options: Any
+) -> tuple[list[Thread], DatasetReport]:
+    report = DatasetReport()
+    source = SlackExportSource(SlackExportSource.Config(path=path, **options), run_context)
+    return list(source.threads(report)), report
+
+
+@pytest.mark.parametrize("include_private", [False, True])
+def test_the_zip_reads_exactly_as_the_unzipped_folder(
+    script: Any, run_context: RunContext, tmp_path: Path, include_private: bool
+) -> None:
+    """The sample used to ship as a folder; the script still writes that form. Both read alike."""
+    folder = script.generate(tmp_path / "folder")
+    from_zip, zip_report = read_all(None, run_context, include_private=include_private)
+    from_folder, folder_report = read_all(folder, run_context, include_private=include_private)
+    assert [t.model_dump() for t in from_zip] == [t.model_dump() for t in from_folder]
+    assert zip_report.model_dump(exclude={"created"}) == folder_report.model_dump(exclude={"created"})
+    zip_workspace = SlackExportSource(SlackExportSource.Config(), run_context).workspace()
+    folder_workspace = SlackExportSource(SlackExportSource.Config(path=folder), run_context).workspace()
+    assert zip_workspace.model_dump(exclude={"default_persona"}) == folder_workspace.model_dump(
+        exclude={"default_persona"}
+    )
+    assert zip_workspace.default_persona == SAMPLE_PERSONA  # only the bundled sample names one
+
+
+# sha256 of what `doppelkit ingest persona.user=maya` writes from the sample. They were taken when
+# the sample still shipped as a folder and must not change unless the sample or the formatter does
+# (then update them, and say why in the commit).
+SAMPLE_DIGESTS = {
+    "dataset.jsonl": "10a39cdd8cd1ec4038c13460daa0fdc7969169ba1ff769943c9890cb62328003",
+    "dataset.eval.jsonl": "e3646ca684ecee0a5e49a5b85051046ebf77269ebd9ff42c4753333cdc8f3075",
+    "corpus": "c4269069a8e633f8d92133f82a427a2a0bdba80982b9ae1cab0f9d141abee817",
+}
+
+
+def test_the_samples_maya_dataset_stays_the_same(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    result = run_cli(
+        ["ingest", "persona.user=maya", f"home={home}"],
+        cwd=tmp_path,
+        env={"DOPPELKIT_LOAD_PLUGINS": "slack"},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    datasets = home / "datasets" / "T0LANTERN1" / SAMPLE_PERSONA
+    [corpus] = (home / "cache" / "corpus" / "T0LANTERN1").glob("*.jsonl")
+    digests = {
+        "dataset.jsonl": sha256((datasets / "dataset.jsonl").read_bytes()).hexdigest(),
+        "dataset.eval.jsonl": sha256((datasets / "dataset.eval.jsonl").read_bytes()).hexdigest(),
+        "corpus": sha256(corpus.read_bytes()).hexdigest(),
+    }
+    assert digests == SAMPLE_DIGESTS
 
 
 def sample_threads(run_context: RunContext, **options: object) -> list[Thread]:
@@ -73,5 +161,6 @@ def test_private_and_direct_messages_stay_out(run_context: RunContext) -> None:
     )
     assert "CONFIDENTIAL-" in opted_in and "SECRET-" not in opted_in
     # ...and the sample really does contain them, so the checks above mean something.
-    raw = json.dumps([json.loads(p.read_text()) for p in SAMPLE_WORKSPACE.glob("D*/*.json")])
+    shipped = zip_files(SAMPLE_WORKSPACE)
+    raw = json.dumps([json.loads(data) for name, data in shipped.items() if name.startswith("D")])
     assert "SECRET-DM" in raw

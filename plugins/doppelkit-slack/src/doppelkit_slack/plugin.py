@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from doppelkit import hookimpl
 from doppelkit.hookspecs import Register
-from doppelkit_slack.api import SlackApiSource
-from doppelkit_slack.export import SlackExportSource
 from doppelkit_slack.files import forget_person, forget_team
+from doppelkit_slack.sources.api import SlackApiSource
+from doppelkit_slack.sources.export import SlackExportSource
 
 __all__ = ["forget_person", "forget_team", "register_frontends", "register_sources"]
 

@@ -1,55 +1,18 @@
-"""The ``bolt`` frontend component: its config and ``serve``.
+"""The ``bolt`` frontend component: ``BoltFrontend`` and ``serve``.
 
 Kept light on purpose (pydantic only): the plugin entry point imports it for ``doppelkit --help``.
+Its config lives in :mod:`doppelkit_slack.bolt.config`, which the server and the runtime import
+too, so nothing here is imported back by what ``serve`` loads.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
-from doppelkit.errors import UserError
 from doppelkit.interfaces import Engine, RunContext
-
-BOT_TOKEN_ENV = "SLACK_BOT_TOKEN"
-SIGNING_SECRET_ENV = "SLACK_SIGNING_SECRET"
-APP_TOKEN_ENV = "SLACK_APP_TOKEN"
-
-
-class BoltConfig(BaseModel):
-    """``frontend.*`` for ``frontend=bolt``. Secrets never live here: they come from the
-    environment (``SLACK_BOT_TOKEN``, ``SLACK_SIGNING_SECRET``, ``SLACK_APP_TOKEN``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    mode: Literal["socket", "http"] = "socket"  # socket needs no public URL: right for local runs
-    host: str = "127.0.0.1"
-    port: int = Field(3000, ge=0, le=65535)  # 0 picks a free port (printed on start)
-    path: str = Field("/slack/events", pattern=r"^/[A-Za-z0-9_./-]*$")
-    api_url: str | None = None  # Slack Web API base URL; null = https://slack.com/api/
-    max_body_bytes: int = Field(1_000_000, ge=1024)
-    persona_limit: int = Field(10, ge=1)  # personas per workspace
-    max_message_chars: int = Field(4000, ge=100, le=40000)  # longer replies are split
-    max_thread_messages: int = Field(200, ge=1)  # newest messages of a thread given to the engine
-    reply_workers: int = Field(2, ge=1, le=64)  # replies generated at once
-    answer_dms: bool = True
-    avatar: Literal["none", "profile", "disguise"] = "disguise"
-    public_url: str | None = None  # where Slack can fetch disguised avatars (HTTP mode)
-    api_retries: int = Field(3, ge=0, le=10)  # Web API retries on 429 / 5xx per call
-    api_retry_backoff: float = Field(0.5, ge=0)  # seconds, doubled per retry (5xx)
-    api_timeout: float = Field(30, gt=0)
-    store_url: str | None = Field(
-        None, description="SQLAlchemy URL of the persona store; null = SQLite under home/state"
-    )
-
-
-def required_secret(name: str, why: str) -> str:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        raise UserError(f"{name} is not set; {why}. See docs/slack-setup.md.")
-    return value
+from doppelkit_slack.bolt.config import BoltConfig
 
 
 class BoltFrontend:

@@ -21,7 +21,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 
 from doppelkit.interfaces import Engine
-from doppelkit.models import Message, Persona, Thread
+from doppelkit.models import DatasetReport, Message, Persona, Thread
 from doppelkit.threads import referenced_user_ids
 from doppelkit_slack.bolt.avatar import Avatars
 from doppelkit_slack.bolt.personas import MemberDirectory, PersonaChooser
@@ -33,6 +33,7 @@ from doppelkit_slack.bolt.posting import (
     reply_metadata,
     replying_persona,
 )
+from doppelkit_slack.messages import ChannelInfo, assemble_threads
 from doppelkit_slack.store import SCRAPING, TRAINING, PersonaStore
 
 log = logging.getLogger("doppelkit.bolt")
@@ -197,23 +198,54 @@ class MentionReplier:
     def fetch_thread(self, job: MentionJob, persona: Persona) -> Thread:
         """The thread up to the mention, newest ``max_thread_messages`` messages.
 
-        The bot's earlier posts are sorted by their metadata (:func:`replying_persona`): this
-        persona's replies become its own turns, another persona's (before a ``/doppel switch``)
-        that person's turns, and notices ("no persona yet", apologies) are dropped — they are
-        not anyone's words. If ``conversations.replies`` fails, the mention alone is the context.
+        Slack's messages go through the same parser as in training
+        (:func:`doppelkit_slack.messages.assemble_threads`): system events and hidden messages
+        are dropped, bots are context filed under their bot ID and named, empty texts are
+        rebuilt from rich-text blocks (and a bot's attachments), ``reply_broadcast`` is
+        ``thread_broadcast``. So the thread reads exactly as the same thread did in the dataset.
+
+        The bot's own earlier posts are sorted by their metadata first (:func:`replying_persona`):
+        this persona's replies become its own turns, another persona's (before a ``/doppel
+        switch``) that person's turns, and notices ("no persona yet", apologies) are dropped —
+        they are not anyone's words. If ``conversations.replies`` fails, the mention alone is
+        the context.
         """
-        raw_messages = self._replies(job)
-        parsed = [self._message(raw, job, persona) for raw in raw_messages]
-        messages = [m for m in parsed if m is not None and m.ts_key <= float(job.ts)]
+        members = self.directory.members(job.team)
+        raw_messages: list[dict[str, Any]] = []
+        for raw in self._replies(job):
+            ts = raw.get("ts")
+            if not isinstance(ts, str) or not _TS.fullmatch(ts):
+                continue
+            if _is_ours(raw, job):
+                own = _own_post(raw, job, persona)
+                if own is None:
+                    continue
+                raw = own
+            raw_messages.append(raw)
+        report = DatasetReport()
+        threads = assemble_threads(
+            raw_messages,
+            team=job.team,
+            channel=ChannelInfo(job.channel),
+            report=report,
+            bot_users={user_id for user_id, member in members.items() if member.user.is_bot},
+            bot_names=self.directory.bot_names(job.team),
+        )
+        if report.drops:
+            log.debug("left out of thread %s: %s", job.thread_ts, dict(report.drops))
+        mention_ts = float(job.ts)
+        messages = [m for t in threads for m in t.messages if m.ts_key <= mention_ts]
         if not any(m.ts == job.ts for m in messages):
             messages.append(Message(ts=job.ts, user=job.user, text=job.text, thread_ts=job.thread_ts))
         messages.sort(key=lambda m: m.ts_key)
         unique = list({m.ts: m for m in messages}.values())[-self.settings.max_thread_messages :]
         thread = Thread(team=job.team, channel=job.channel, ts=job.thread_ts, messages=unique)
-        labels: dict[str, str] = {}
-        members = self.directory.members(job.team)
-        for user_id in referenced_user_ids(thread):
-            if user_id in members:
+        # Labels as ingest gives them: the bots' names the parser found, then the people
+        # (authors and mentions) from the workspace directory.
+        referenced = referenced_user_ids(thread)
+        labels = {uid: name for t in threads for uid, name in t.user_labels.items() if uid in referenced}
+        for user_id in referenced:
+            if user_id in members and user_id not in labels:
                 labels[user_id] = members[user_id].user.label
         return thread.model_copy(update={"user_labels": labels})
 
@@ -233,35 +265,33 @@ class MentionReplier:
             log.warning("conversations.replies failed (%s); answering the mention alone", type(exc).__name__)
         return collected
 
-    def _message(self, raw: dict[str, Any], job: MentionJob, persona: Persona) -> Message | None:
-        ts = raw.get("ts")
-        if not isinstance(ts, str) or not _TS.fullmatch(ts):
-            return None
-        user = raw.get("user")
-        ours = (job.bot_user_id and user == job.bot_user_id) or (
-            job.bot_id and raw.get("bot_id") == job.bot_id
-        )
-        if ours:
-            speaker = replying_persona(raw)
-            if speaker is None and raw.get("username") == bot_username(persona):
-                speaker = persona.id  # a reply posted before replies carried metadata
-            if speaker is None:
-                return None  # a notice from the bot, not anyone's words
-            return Message(ts=ts, user=speaker, text=str(raw.get("text") or ""), thread_ts=job.thread_ts)
-        subtype = raw.get("subtype")
-        return Message(
-            ts=ts,
-            user=user if isinstance(user, str) else None,
-            text=str(raw.get("text") or ""),
-            is_bot=bool(raw.get("bot_id")) or subtype == "bot_message",
-            subtype=subtype if isinstance(subtype, str) else None,
-            thread_ts=raw.get("thread_ts") if isinstance(raw.get("thread_ts"), str) else None,
-            edited=bool(raw.get("edited")),
-            files=len(raw.get("files") or []),
-        )
-
     def shutdown(self, wait: bool = True) -> None:
         self.executor.shutdown(wait=wait, cancel_futures=not wait)
 
 
-_TS = re.compile(r"^\d{1,12}(\.\d{1,9})?$")
+_TS = re.compile(r"^\d{1,12}(\.\d{1,9})?$")  # a live message's ts; anything else is ignored
+
+
+def _is_ours(raw: dict[str, Any], job: MentionJob) -> bool:
+    """Posted by this bot (its bot user, or its bot ID)."""
+    return bool(
+        (job.bot_user_id and raw.get("user") == job.bot_user_id)
+        or (job.bot_id and raw.get("bot_id") == job.bot_id)
+    )
+
+
+def _own_post(raw: dict[str, Any], job: MentionJob, persona: Persona) -> dict[str, Any] | None:
+    """One of the bot's posts as the raw message of the persona it spoke as, or None for a
+    notice (nobody's words)."""
+    speaker = replying_persona(raw)
+    if speaker is None and raw.get("username") == bot_username(persona):
+        speaker = persona.id  # a reply posted before replies carried metadata
+    if speaker is None:
+        return None
+    return {
+        "type": "message",
+        "ts": raw["ts"],
+        "user": speaker,
+        "text": str(raw.get("text") or ""),
+        "thread_ts": job.thread_ts,
+    }

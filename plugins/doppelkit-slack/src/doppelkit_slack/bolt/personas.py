@@ -26,6 +26,7 @@ from doppelkit.interfaces import Engine
 from doppelkit.models import SAFE_ID, Persona, PersonaSelector, User
 from doppelkit.persona import select_persona
 from doppelkit.pipeline import report_user
+from doppelkit_slack.messages import user_from_record
 from doppelkit_slack.store import PersonaRecord, PersonaStore
 
 log = logging.getLogger("doppelkit.bolt")
@@ -37,6 +38,7 @@ MAX_MEMBER_PAGES = 50
 class Member:
     user: User
     avatar_url: str | None = None
+    bot_id: str | None = None  # a bot user's ``profile.bot_id``: the B… ID its messages carry
 
 
 class MemberDirectory:
@@ -67,6 +69,15 @@ class MemberDirectory:
         member = self.members(team).get(user_id)
         return member.user.label if member else user_id
 
+    def bot_names(self, team: str) -> dict[str, str]:
+        """Bot ID (``B…``) → name, from the bot users, as the sources name bots in training
+        (:func:`doppelkit_slack.messages.bot_names_from_users`)."""
+        names: dict[str, str] = {}
+        for member in self.members(team).values():
+            if member.bot_id is not None:
+                names.setdefault(member.bot_id, member.user.label)
+        return names
+
     def _fetch(self, team: str) -> dict[str, Member] | None:
         members: dict[str, Member] = {}
         cursor = None
@@ -87,21 +98,16 @@ class MemberDirectory:
 
 
 def _member(raw: dict[str, object]) -> Member | None:
-    user_id = raw.get("id")
-    if not isinstance(user_id, str) or not SAFE_ID.fullmatch(user_id):
+    """A ``users.list`` record as a member, read as the sources read ``users.json`` records."""
+    user = user_from_record(raw)
+    if user is None or not SAFE_ID.fullmatch(user.id):
         return None
-    profile = raw.get("profile") if isinstance(raw.get("profile"), dict) else {}
-    assert isinstance(profile, dict)
-    user = User(
-        id=user_id,
-        name=str(raw.get("name") or ""),
-        display_name=str(profile.get("display_name") or ""),
-        real_name=str(profile.get("real_name") or raw.get("real_name") or ""),
-        is_bot=bool(raw.get("is_bot")) or user_id == "USLACKBOT",
-        deleted=bool(raw.get("deleted")),
-    )
+    profile = raw.get("profile")
+    if not isinstance(profile, dict):
+        profile = {}
     avatar = profile.get("image_192") or profile.get("image_72")
-    return Member(user, str(avatar) if avatar else None)
+    bot_id = profile.get("bot_id")
+    return Member(user, str(avatar) if avatar else None, bot_id if isinstance(bot_id, str) else None)
 
 
 @dataclass(frozen=True)

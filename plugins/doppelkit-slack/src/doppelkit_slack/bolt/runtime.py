@@ -14,8 +14,8 @@ from doppelkit.interfaces import Engine, RunContext
 from doppelkit_slack.bolt.app import BotParts, build_app
 from doppelkit_slack.bolt.avatar import Avatars
 from doppelkit_slack.bolt.commands import DoppelCommands
+from doppelkit_slack.bolt.config import BoltConfig
 from doppelkit_slack.bolt.forgetting import Forgetting
-from doppelkit_slack.bolt.frontend import BoltConfig
 from doppelkit_slack.bolt.mentions import SYSTEM_USERNAME, MentionReplier, ReplySettings
 from doppelkit_slack.bolt.personas import MemberDirectory, PersonaChooser, resolve_command_line_persona
 from doppelkit_slack.bolt.posting import Identity, post_messages
@@ -48,12 +48,6 @@ class BoltRuntime:
         self.dispatch_pool.shutdown(wait=wait, cancel_futures=not wait)
         self.parts.replier.shutdown(wait=wait)
         self.parts.eraser.shutdown(wait=True)
-
-    def wait_idle(self, timeout: float = 10.0) -> None:
-        """Tests and benchmarks: wait until every queued reply and deletion is done."""
-        from concurrent.futures import wait
-
-        wait([*self.parts.replier.pending, *self.parts.eraser.pending], timeout=timeout)
 
 
 def store_url(config: BoltConfig, context: RunContext) -> str:

@@ -10,7 +10,6 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import uvicorn
 from slack_bolt import App
@@ -23,7 +22,7 @@ from doppelkit.errors import UserError
 from doppelkit.home import Home
 from doppelkit.interfaces import Engine, RunContext
 from doppelkit_slack.bolt.avatar import cached_avatar
-from doppelkit_slack.bolt.frontend import (
+from doppelkit_slack.bolt.config import (
     APP_TOKEN_ENV,
     BOT_TOKEN_ENV,
     SIGNING_SECRET_ENV,
@@ -192,19 +191,3 @@ def serve(config: BoltConfig, context: RunContext, engine: Engine) -> None:
             SocketModeHandler(runtime.app, app_token).start()
     finally:
         runtime.close(wait=False)
-
-
-def run_socket_mode_request(
-    app: App, payload: dict[str, Any], retry_attempt: int | None = None
-) -> BoltResponse:
-    """Dispatch one Socket Mode envelope the way Bolt's socket handler does (tests use this)."""
-    from slack_bolt.adapter.socket_mode.internals import run_bolt_app
-    from slack_sdk.socket_mode.request import SocketModeRequest
-
-    request = SocketModeRequest(
-        type="events_api" if payload.get("type") == "event_callback" else "slash_commands",
-        envelope_id="env-" + str(payload.get("event_id") or payload.get("trigger_id") or "1"),
-        payload=payload,
-        retry_attempt=retry_attempt,
-    )
-    return run_bolt_app(app, request)
