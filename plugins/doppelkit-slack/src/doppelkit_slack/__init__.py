@@ -1,1 +1,3 @@
-"""doppelkit-slack: Slack sources, the fake Slack server and the sample workspace."""
+"""doppelkit-slack: Slack sources (``sources/``), the Slack bot (``bolt/``), the message parser
+they share (``messages``), the bundled sample workspace (``data/``) and test tooling
+(``testing/``)."""
