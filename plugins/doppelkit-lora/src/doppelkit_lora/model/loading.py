@@ -131,7 +131,7 @@ def load_pretrained(
             raise UserError(missing_weights_message(config.name, _first_line(exc))) from None
         raise
     if quantization is None:
-        model.to(device)
+        model.to(device)  # type: ignore[arg-type]  # transformers' stubs type .to() for models only
     if tokenizer.pad_token_id is None:  # many base models ship without one; padding is masked anyway
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer, dtype

@@ -14,6 +14,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -265,7 +266,7 @@ class LoraTrainer:
             model.enable_input_require_grads()
         peft_config = PeftLoraConfig(
             r=cfg.rank,
-            lora_alpha=cfg.alpha,
+            lora_alpha=cfg.alpha,  # type: ignore[arg-type]  # PEFT annotates int; a float scales as well
             lora_dropout=cfg.dropout,
             target_modules=cfg.target_modules,
             bias="none",
@@ -396,16 +397,21 @@ class LoraTrainer:
             prompt = example.messages[:-1]
             for which in ("base", "adapter"):
                 torch.manual_seed(cfg.seed + i)
-                kwargs = {
-                    "max_new_tokens": cfg.report_max_new_tokens,
-                    "temperature": cfg.report_temperature,
-                    "max_prompt_tokens": cfg.max_seq_len,
-                }
+                sample = partial(
+                    generate_reply,
+                    model,
+                    base.tokenizer,
+                    job.formatter,
+                    prompt,
+                    max_new_tokens=cfg.report_max_new_tokens,
+                    temperature=cfg.report_temperature,
+                    max_prompt_tokens=cfg.max_seq_len,
+                )
                 if which == "base":
                     with model.disable_adapter():
-                        reply = generate_reply(model, base.tokenizer, job.formatter, prompt, **kwargs)
+                        reply = sample()
                 else:
-                    reply = generate_reply(model, base.tokenizer, job.formatter, prompt, **kwargs)
+                    reply = sample()
                 generated[which].append(reply)
             last = next((m.content for m in reversed(prompt) if m.role == "user"), "")
             samples.append(

@@ -394,10 +394,10 @@ class SlackExport:
         counts = Counter(
             u.get("team_id") or u.get("team") for u in self.users() if u.get("team_id") or u.get("team")
         )
-        counts = Counter({k: v for k, v in counts.items() if isinstance(k, str)})
-        if not counts:
+        teams: Counter[str] = Counter({k: v for k, v in counts.items() if isinstance(k, str)})
+        if not teams:
             return None
-        return max(sorted(counts), key=lambda team: counts[team])
+        return max(sorted(teams), key=lambda team: teams[team])
 
     def channels(self, *, include_private: bool = False) -> list[Channel]:
         """Public channels from ``channels.json`` (required), then private channels from
