@@ -10,25 +10,9 @@ import pytest
 from doppelkit import artifacts
 from doppelkit.home import Home
 from doppelkit.testing import run_cli
+from doppelkit_lora.testing import SECONDS_TO_TRAIN
 
-SMALL = [
-    "persona.user=maya",
-    "trainer.tiny.vocab_size=300",
-    "trainer.tiny.hidden_size=32",
-    "trainer.tiny.intermediate_size=64",
-    "trainer.tiny.num_hidden_layers=2",
-    "trainer.tiny.num_attention_heads=2",
-    "trainer.tiny.num_key_value_heads=1",
-    "trainer.tiny.max_position_embeddings=256",
-    "trainer.tiny.pretrain_steps=3",
-    "trainer.tiny.pretrain_batch_size=4",
-    "trainer.max_steps=2",
-    "trainer.batch_size=2",
-    "trainer.max_seq_len=128",
-    "trainer.rank=4",
-    "trainer.report_samples=1",
-    "trainer.report_max_new_tokens=4",
-]
+SMALL = ["persona.user=maya", *SECONDS_TO_TRAIN]
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # a model this small trains fastest on one thread
 
 

@@ -21,6 +21,7 @@ from bolt_support import SECRET
 from doppelkit.interfaces import Engine
 from doppelkit.testing.fakes import EchoEngine
 from doppelkit.testing.helpers import make_context, run_cli
+from doppelkit_lora.testing import SECONDS_TO_TRAIN
 from doppelkit_slack.bolt.config import BoltConfig
 from doppelkit_slack.bolt.runtime import BoltRuntime, build_runtime
 from doppelkit_slack.bolt.server import HttpServer, asgi_app
@@ -170,26 +171,7 @@ def test_rate_limited_then_failing_web_api(running: Running) -> None:
 
 
 # `doppelkit persona.user=maya` on the bundled sample, small enough to train in seconds on a CPU.
-TINY_PERSONA = [
-    "persona.user=maya",
-    "trainer.tiny.vocab_size=300",
-    "trainer.tiny.hidden_size=32",
-    "trainer.tiny.intermediate_size=64",
-    "trainer.tiny.num_hidden_layers=2",
-    "trainer.tiny.num_attention_heads=2",
-    "trainer.tiny.num_key_value_heads=1",
-    "trainer.tiny.max_position_embeddings=256",
-    "trainer.tiny.pretrain_steps=5",
-    "trainer.tiny.pretrain_batch_size=4",
-    "trainer.max_steps=4",
-    "trainer.batch_size=2",
-    "trainer.max_seq_len=128",
-    "trainer.rank=4",
-    "trainer.alpha=8",
-    "trainer.report_samples=1",
-    "trainer.report_max_new_tokens=4",
-    "engine.max_new_tokens=12",
-]
+TINY_PERSONA = ["persona.user=maya", *SECONDS_TO_TRAIN, "engine.max_new_tokens=12"]
 
 
 @pytest.fixture(scope="session")
