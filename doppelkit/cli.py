@@ -70,14 +70,22 @@ def plugins_command(argv: Sequence[str]) -> int:
         }
         print(json.dumps(payload, indent=2))
         return 0
+    if not sys.stdout.isatty():  # piped: one plain line per plugin, nothing wrapped
+        for info in infos:
+            registers = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.registers.items())
+            other = ", ".join(h for h in info.hooks if not h.startswith("register_"))
+            print("\t".join((info.name, info.distribution, info.version, registers or "-", other or "-")))
+        for registry in registries:
+            print(f"{registry.kind}s: {', '.join(registry.names()) or '(none)'}")
+        return 0
     console = Console()
     table = Table(title="doppelkit plugins")
     for col in ("plugin", "distribution", "version", "registers", "other hooks"):
         table.add_column(col, overflow="fold")
     for info in infos:
-        registers = "\n".join(f"{kind}: {', '.join(names)}" for kind, names in info.registers.items())
-        other = [h for h in info.hooks if not h.startswith("register_")]
-        table.add_row(info.name, info.distribution, info.version, registers or "-", ", ".join(other) or "-")
+        kinds = "\n".join(f"{kind}: {', '.join(names)}" for kind, names in info.registers.items())
+        hooks = ", ".join(h for h in info.hooks if not h.startswith("register_"))
+        table.add_row(info.name, info.distribution, info.version, kinds or "-", hooks or "-")
     console.print(table)
     for registry in registries:
         names = ", ".join(registry.names()) or "(none)"
@@ -157,6 +165,10 @@ def run_verb(verb: str, cfg: Any, pm: Any, registries: Registries, console: Cons
     from doppelkit.config import validate
 
     run = validate(cfg, registries, needs=VERB_NEEDS[verb])
+    if run.settings.verbose:
+        from doppelkit.quiet import be_verbose
+
+        be_verbose()
     console = console or _console
     if verb == "validate":
         chosen = ", ".join(f"{k}={s.name}" for k, s in run.selections.items())
@@ -183,6 +195,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             fail(exc, getattr(exc, "exit_code", 1))
     if verb == "chat" and not any(a.startswith(("frontend=", "+frontend=")) for a in args):
         args.append("frontend=chat")
+    from doppelkit.quiet import quiet_libraries
+
+    quiet_libraries()  # before any library loads; verbose=true lets warnings through again
 
     try:
         from doppelkit.config import config_dir, register_config_schemas

@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 # Slack IDs (T…, U…/W…, C…/G…) and the IDs other sources invent are used as directory names
 # under ``home``; this pattern keeps them to one safe path component.
@@ -35,6 +35,23 @@ def validate_safe_id(value: str, what: str = "id") -> str:
             "characters; must start with a letter or digit)"
         )
     return value
+
+
+def _id_text(value: object) -> object:
+    """IDs are strings, but a config parser reads an all-digit ID (Discord's, many others') as a
+    number: take the number's digits back."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+ID = Annotated[str, BeforeValidator(_id_text)]
+"""A string ID that also accepts an all-digit ID parsed as a number (``persona.user=3011…``).
+Use it for every ID field of a component ``Config``."""
+
+SafeID = Annotated[str, BeforeValidator(_id_text), AfterValidator(lambda v: validate_safe_id(v, "ID"))]
+"""An :data:`ID` that is safe as a directory name under ``home`` (:data:`SAFE_ID`): use it for
+team and user IDs a component files data under."""
 
 
 class _Model(BaseModel):
@@ -76,13 +93,27 @@ class Workspace(_Model):
         return {u.id: u for u in self.users}
 
 
+TS_FORMAT = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,9})?$")
+
+
+def validate_ts(value: object) -> str:
+    """A timestamp as Slack writes one: epoch seconds as a string, with a fraction."""
+    if isinstance(value, str) and TS_FORMAT.fullmatch(value):
+        return value
+    raise ValueError(
+        "ts must be epoch seconds as a string with a fraction, as Slack writes it, e.g. "
+        "'1700000000.000100' (a source converts its own timestamps to this; "
+        "f'{seconds:.6f}' does it for a number of seconds)"
+    )
+
+
 class Message(_Model):
     """One chat message, already resolved to its final (edited) text.
 
     ``text`` is the raw platform text (Slack mrkdwn for Slack sources); formatters clean it.
     """
 
-    ts: str  # platform timestamp; sort numerically (see ``ts_key``)
+    ts: str  # epoch seconds with a fraction, as a string ("1700000000.000100"); sort with ``ts_key``
     user: str | None = None  # author ID; None for integrations without a user
     text: str = ""
     is_bot: bool = False
@@ -90,6 +121,11 @@ class Message(_Model):
     thread_ts: str | None = None
     edited: bool = False
     files: int = 0  # number of attached files (content is never read)
+
+    @field_validator("ts")
+    @classmethod
+    def _ts_is_epoch_seconds(cls, value: str) -> str:
+        return validate_ts(value)
 
     @property
     def ts_key(self) -> float:
@@ -116,6 +152,14 @@ class Thread(_Model):
     private: bool = False
     kind: Literal["thread", "session"] = "thread"
     user_labels: dict[str, str] = Field(default_factory=dict)
+    # The chat platform ("Slack", "Discord"): ingest sets the source's, an engine the one the
+    # persona was trained on (the manifest's), so the system prompt is the same in both.
+    platform: str = ""
+
+    @field_validator("ts")
+    @classmethod
+    def _ts_is_epoch_seconds(cls, value: str) -> str:
+        return validate_ts(value)
 
 
 Role = Literal["system", "user", "assistant"]
@@ -148,8 +192,8 @@ class Example(_Model):
 class PersonaSelector(_Model):
     """Who the bot should sound like: ``user`` is a Slack ID, display name or real name."""
 
-    user: str | None = None
-    team: str | None = None  # optional; needed only when a source holds several teams
+    user: ID | None = None
+    team: ID | None = None  # optional; needed only when a source holds several teams
 
 
 class Persona(_Model):
@@ -184,6 +228,9 @@ class DatasetReport(_Model):
     persona_user: User | None = None
     threads_seen: int = 0
     messages_seen: int = 0
+    # What the source read ("Slack", …; "" when it does not say); system prompts name it.
+    # None: ingested before it was recorded, when every source was Slack-shaped.
+    platform: str | None = None
     candidate_persona_messages: int = 0
     examples_kept: int = 0
     train_examples: int = 0
@@ -228,6 +275,9 @@ class AdapterManifest(_Model):
     formatter_config: dict[str, Any] = Field(default_factory=dict)
     template_hash: str
     dataset_hash: str
+    # The chat platform the dataset came from (its report's); None: trained before it was
+    # recorded, when every source was Slack-shaped.
+    platform: str | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
     doppelkit_version: str
     created: datetime = Field(default_factory=lambda: datetime.now(UTC))

@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from rich.console import Console
 
 from doppelkit.config import RunConfig, Selection
@@ -142,7 +144,9 @@ def ingest(run: RunConfig, context: RunContext) -> IngestResult:
         eval_path=str(paths.eval) if eval_fraction > 0 else "",
     )
     scrubbed: Counter[str] = Counter()
-    threads = with_user_labels(source.threads(report), workspace)
+    report.platform = source_platform(source)
+    threads = with_user_labels(checked(source.threads(report), run["source"].name), workspace)
+    threads = on_platform(threads, report.platform)
     session_gap = run.settings.dataset.session_gap_minutes
     if session_gap:
         threads = group_sessions(threads, session_gap)
@@ -177,6 +181,31 @@ def ingest(run: RunConfig, context: RunContext) -> IngestResult:
         report.corpus_path, report.corpus_sha256 = str(corpus.written.path), corpus.written.sha256
     write_json(paths.report, report.model_dump(mode="json"))
     return IngestResult(persona, paths, report)
+
+
+def source_platform(source: Source) -> str:
+    """The chat platform a source reads ("Slack"), from its optional ``platform`` attribute."""
+    platform = getattr(source, "platform", "")
+    return platform.strip() if isinstance(platform, str) else ""
+
+
+def on_platform(threads: Iterator[Thread], platform: str) -> Iterator[Thread]:
+    for thread in threads:
+        yield thread if thread.platform or not platform else thread.model_copy(update={"platform": platform})
+
+
+def checked(threads: Iterator[Thread], source: str) -> Iterator[Thread]:
+    """The source's threads; a message it cannot build (a bad ``ts``, …) is the source's or its
+    input's fault: say which source and what, in one line, instead of a traceback."""
+    try:
+        yield from threads
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"]) or "value"
+        why = str(error["msg"]).removeprefix("Value error, ")
+        raise InputDataError(
+            f"source={source} gave an invalid {exc.title}: {where}: {why} (got {error['input']!r})"
+        ) from None
 
 
 def no_examples_message(persona: Persona, report: DatasetReport) -> str:

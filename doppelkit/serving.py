@@ -25,6 +25,7 @@ __all__ = [
     "GenerationConfig",
     "PersonaFormatters",
     "ReplyCutter",
+    "as_trained",
     "other_speakers",
     "persona_conversation",
     "reply_cutter",
@@ -48,6 +49,16 @@ class GenerationConfig(BaseModel):
     repetition_penalty: float = Field(1.1, gt=0)
     stop: list[str] = Field(default_factory=list, description="strings that end a reply (not included)")
     seed: int | None = Field(None, description="fixed sampling seed (repeatable replies); null = random")
+
+
+SLACK = "Slack"  # the platform of personas trained before manifests recorded one
+
+
+def as_trained(thread: Thread, manifest: AdapterManifest) -> Thread:
+    """``thread`` on the platform the persona was trained on (the manifest's), so the system
+    prompt names it exactly as the training examples did."""
+    platform = SLACK if manifest.platform is None else manifest.platform
+    return thread if thread.platform == platform else thread.model_copy(update={"platform": platform})
 
 
 def persona_conversation(

@@ -82,6 +82,16 @@ def test_plugins_lists_every_kind() -> None:
     assert {"name": "local", "plugin": "doppelkit.builtins.backends"} in listing["components"]["backend"]
 
 
+def test_plugins_piped_are_plain_rows_never_wrapped() -> None:
+    piped = run_cli(["plugins"], env={"COLUMNS": "40"})  # stdout is a pipe here
+    assert piped.returncode == 0, piped.stderr
+    rows = piped.stdout.splitlines()
+    lora = next(row for row in rows if row.startswith("lora\t"))
+    assert lora.split("\t") == ["lora", "doppelkit-lora", lora.split("\t")[2], "trainer: lora; engine: peft",
+                                 "forget_person, forget_team"]  # fmt: skip
+    assert "│" not in piped.stdout and "engines: peft" in rows
+
+
 def test_multirun_sweeps_and_writes_only_under_home(tmp_path: Path) -> None:
     cwd = tmp_path / "cwd"
     cwd.mkdir()

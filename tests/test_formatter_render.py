@@ -141,7 +141,7 @@ def test_alpaca_default_is_the_seed_template(run_context: RunContext, plain_toke
     transcript = example.messages[1].content
     expected = SEED_PROMPT.format(user="Erik", input=transcript, response=example.response)
     assert plain_tokenizer.decode(rendered.input_ids) == expected + "</s>"
-    assert SEED_INSTRUCTION.format(user="Erik") == example.messages[0].content
+    assert SEED_INSTRUCTION.format(user="Erik", platform="Slack") == example.messages[0].content
 
 
 def test_alpaca_transcript_tags_every_speaker(run_context: RunContext) -> None:

@@ -24,6 +24,9 @@ def _portable(exc: BaseException) -> Any:
 
 
 def main(read_fd: int, write_fd: int) -> int:
+    from doppelkit.quiet import quiet_libraries
+
+    quiet_libraries()  # as in the caller (unless it was verbose: the environment says)
     with os.fdopen(read_fd, "rb") as source:
         sys.path[:] = pickle.load(source)  # first, so the step's module imports as it did there
         step, args, kwargs = pickle.load(source)

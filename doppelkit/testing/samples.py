@@ -42,6 +42,7 @@ def sample_thread() -> Thread:
         ts=messages[0].ts,
         messages=messages,
         user_labels=dict(USER_LABELS),
+        platform="Slack",
     )
 
 
@@ -64,4 +65,5 @@ def long_thread(n: int, *, persona_every: int = 3) -> Thread:
         ts=messages[0].ts,
         messages=messages,
         user_labels=dict(USER_LABELS),
+        platform="Slack",
     )

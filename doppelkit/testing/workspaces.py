@@ -19,8 +19,9 @@ from doppelkit.models import DatasetReport, Thread, Workspace
 from doppelkit.settings import ScrubConfig
 
 
-def static_source(workspace: Workspace, threads: Sequence[Thread]) -> type[Any]:
-    """A Source class whose instances yield ``threads`` of ``workspace``, in order."""
+def static_source(workspace: Workspace, threads: Sequence[Thread], platform: str = "") -> type[Any]:
+    """A Source class whose instances yield ``threads`` of ``workspace``, in order, and say they
+    read ``platform`` (named in system prompts; "" = unknown)."""
 
     class StaticSource:
         name: ClassVar[str] = "static"
@@ -29,7 +30,7 @@ def static_source(workspace: Workspace, threads: Sequence[Thread]) -> type[Any]:
             model_config = ConfigDict(extra="forbid")
 
         def __init__(self, config: Any, context: RunContext) -> None:
-            pass
+            self.platform = platform
 
         def workspace(self) -> Workspace:
             return workspace
@@ -46,6 +47,7 @@ def ingest_config(
     threads: Sequence[Thread],
     persona: str,
     scrub: ScrubConfig | None = None,
+    platform: str = "",
     **formatter_options: Any,
 ) -> RunConfig:
     """The run config of ``doppelkit ingest persona.user=<persona>`` over these threads.
@@ -55,7 +57,7 @@ def ingest_config(
     from doppelkit.builtins.formatters import ChatFormatter
     from doppelkit.settings import Settings
 
-    source = static_source(workspace, threads)
+    source = static_source(workspace, threads, platform)
     dataset = {
         k: formatter_options.pop(k)
         for k in ("eval_fraction", "session_gap_minutes")

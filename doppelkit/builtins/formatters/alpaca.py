@@ -1,6 +1,7 @@
 """The ``alpaca`` formatter: the seed's (DoppelBot's) instruction template.
 
-With the defaults the rendered prompt is exactly the seed's::
+With the defaults and a Slack source (``{platform}`` is the source's platform) the rendered
+prompt is exactly the seed's::
 
     You are {user}, employee at a fast-growing startup. Below is an input conversation that takes place in the company's internal Slack. Write a response that appropriately continues the conversation.
 
@@ -32,7 +33,7 @@ from doppelkit.models import ChatMessage, DatasetReport, Example, Persona, Threa
 
 SEED_INSTRUCTION = (
     "You are {user}, employee at a fast-growing startup. Below is an input conversation that "
-    "takes place in the company's internal Slack. Write a response that appropriately continues "
+    "takes place in the company's internal {platform}. Write a response that appropriately continues "
     "the conversation."
 )
 SEED_TEMPLATE = "{system}\n\n### Input:\n{input}\n\n### Response:\n{response}"
@@ -62,7 +63,9 @@ class AlpacaFormatter:
     name: ClassVar[str] = "alpaca"
 
     class Config(ThreadOptions):
-        system_prompt: str = Field(SEED_INSTRUCTION, description="the instruction; {user}, {channel}")
+        system_prompt: str = Field(
+            SEED_INSTRUCTION, description="the instruction; {user}, {channel}, {platform}"
+        )
         template: str = Field(
             SEED_TEMPLATE,
             description="Jinja ({{ system }}) or format-string ({system}) with {system}, {input}, "

@@ -31,7 +31,7 @@ FALLBACK_CHAT_TEMPLATE = (
 )
 
 CHAT_SYSTEM_PROMPT = (
-    "You are {user}, chatting with your colleagues in your company's Slack. Each of their "
+    "You are {user}, chatting with your colleagues in your company's {platform}. Each of their "
     "messages starts with the sender's name. Reply as {user} would."
 )
 
@@ -42,7 +42,9 @@ class ChatFormatter:
     name: ClassVar[str] = "chat"
 
     class Config(ThreadOptions):
-        system_prompt: str = Field(CHAT_SYSTEM_PROMPT, description="names the persona; {user}, {channel}")
+        system_prompt: str = Field(
+            CHAT_SYSTEM_PROMPT, description="names the persona; {user}, {channel}, {platform}"
+        )
         chat_template: str | None = Field(
             None,
             description="a Jinja chat template (Hugging Face semantics) used instead of the "

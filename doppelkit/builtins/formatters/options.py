@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-# Placeholders a system prompt may use: the persona's name and the channel's name.
-SYSTEM_PROMPT_FIELDS = ("user", "channel")
+# Placeholders a system prompt may use: the persona's name, the channel's name, and the chat
+# platform the conversations come from ("Slack"; the source says, see Thread.platform).
+SYSTEM_PROMPT_FIELDS = ("user", "channel", "platform")
 
 
-def fill_system_prompt(template: str, user: str, channel: str) -> str:
-    """``template`` with ``{user}`` and ``{channel}`` filled in (format-string syntax)."""
-    return template.format(user=user, channel=channel)
+def fill_system_prompt(template: str, user: str, channel: str, platform: str = "") -> str:
+    """``template`` with ``{user}``, ``{channel}`` and ``{platform}`` filled in (format-string
+    syntax); an unknown platform reads as "team chat"."""
+    return template.format(user=user, channel=channel, platform=platform or DEFAULT_PLATFORM)
+
+
+DEFAULT_PLATFORM = "team chat"
 
 
 class ThreadOptions(BaseModel):
@@ -35,13 +40,15 @@ class ThreadOptions(BaseModel):
         "(new conversation)",
         description="the user turn standing in for 'nobody spoke before' (the persona opened the thread)",
     )
-    system_prompt: str = Field("", description="names the persona; placeholders {user}, {channel}")
+    system_prompt: str = Field(
+        "", description="names the persona; placeholders {user}, {channel}, {platform}"
+    )
 
     @field_validator("system_prompt")
     @classmethod
     def _placeholders_are_known(cls, value: str) -> str:
         try:
-            fill_system_prompt(value, user="x", channel="y")
+            fill_system_prompt(value, user="x", channel="y", platform="z")
         except (KeyError, IndexError, ValueError) as exc:
             raise ValueError(
                 f"bad placeholder {exc} in system_prompt; available: "

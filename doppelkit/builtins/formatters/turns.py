@@ -203,7 +203,9 @@ def _turn(units: list[Unit]) -> ChatMessage:
 
 def system_prompt(options: ThreadOptions, thread: Thread, persona: Persona) -> str:
     channel = thread.channel_name or thread.channel
-    return fill_system_prompt(options.system_prompt, user=persona.label, channel=channel)
+    return fill_system_prompt(
+        options.system_prompt, user=persona.label, channel=channel, platform=thread.platform
+    )
 
 
 def thread_examples(

@@ -28,6 +28,7 @@ def test_doppelkit_chat_from_piped_stdin(trained_home: Home) -> None:
     for block in blocks[:2]:
         assert block.startswith("maya: ") and len(block) > len("maya: "), block
     assert "chatting with maya (U0MAYA, adapter v1)" in result.stderr
+    assert "Warning" not in result.stderr and "deprecated" not in result.stderr, "no library warnings"
 
 
 def test_doppelkit_chat_with_an_unknown_persona(trained_home: Home) -> None:

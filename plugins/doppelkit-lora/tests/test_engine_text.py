@@ -63,3 +63,17 @@ def test_the_reply_separator_survives_streaming() -> None:
     text = "yep shipped it\n\n---\n\nall green"
     chunks, final = stream(ReplyCutter(other_speakers=["Ann"]), text)
     assert final == text and "".join(chunks) == text
+
+
+def test_report_samples_are_cut_as_the_engine_serves_them() -> None:
+    """The persona report shows what would be posted: no leading own tag, no other speaker."""
+    from doppelkit.models import ChatMessage
+    from doppelkit_lora.decoding.generation import served_cutter
+
+    prompt = [
+        ChatMessage(role="system", content="You are maya."),
+        ChatMessage(role="user", content="Ann Lee: did the deploy go out?\nBob: and CI?"),
+    ]
+    cutter = served_cutter(prompt, "maya")
+    assert cutter.update("maya: yep, shipped\nAnn Lee: thanks!", finished=True).text == "yep, shipped"
+    assert cutter.update("all green\nBob: nice", finished=True).text == "all green"

@@ -28,6 +28,7 @@ def test_each_step_in_its_own_process_gives_the_same_dataset_and_a_served_adapte
     result = run_cli([*SMALL, f"home={spawned}", "+backend=process"], env=ONE_THREAD, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "published v1" in result.stderr
+    assert "Warning" not in result.stderr and "deprecated" not in result.stderr, "no library warnings"
 
     assert dataset_of(spawned) == dataset_of(local), "byte-identical dataset"
     [manifest] = artifacts.published_personas(Home.at(spawned))

@@ -5,6 +5,7 @@ loop (:mod:`doppelkit_lora.decoding.loop`) and the reply cutting (:mod:`doppelki
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,11 +42,13 @@ def generate_reply(
     top_p: float = 0.95,
     top_k: int = 50,
     repetition_penalty: float = 1.1,
+    cutter: ReplyCutter | None = None,
 ) -> str:
     """The reply text to ``prompt`` (chat messages), rendered by ``formatter`` as in training.
 
-    Sampling follows torch's global random state (``torch.manual_seed`` before the call makes
-    it repeatable).
+    ``cutter`` ends the reply where serving would (:func:`served_cutter`); by default only at
+    the end of the turn. Sampling follows torch's global random state (``torch.manual_seed``
+    before the call makes it repeatable).
     """
     import torch
 
@@ -70,7 +73,18 @@ def generate_reply(
     finally:
         model.train(was_training)
     reply = tokenizer.decode(row.generated, skip_special_tokens=True)
-    return ReplyCutter().update(reply, finished=True).text
+    return (cutter or ReplyCutter()).update(reply, finished=True).text
+
+
+_SPEAKER = re.compile(r"^([^\n:]{1,64}):[ \t]", re.M)
+
+
+def served_cutter(prompt: Sequence[ChatMessage], persona_label: str) -> ReplyCutter:
+    """The cut the engine makes when serving: the persona's own ``Name:`` tag removed, the reply
+    ended where another speaker of the conversation would start (the ``Name:`` lines of its
+    user turns), so a sample in the persona report is exactly what would be posted."""
+    speakers = {name.strip() for m in prompt if m.role == "user" for name in _SPEAKER.findall(m.content)}
+    return ReplyCutter((), speakers, persona_label)
 
 
 def _pad_id(tokenizer: Any) -> int:

@@ -13,6 +13,7 @@ gives the same reply whether it ran alone or beside other requests, and greedy d
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,19 @@ from doppelkit.serving import GenerationConfig
 from doppelkit_lora.decoding.mixed_lora import StackedLora, supported
 
 BASE_ADAPTER = "__base__"  # PEFT's name for "no adapter" in a mixed batch
+
+
+@functools.cache
+def cache_argument() -> str:
+    """The KV cache's name in a model's forward and output: ``cache`` since transformers renamed
+    ``past_key_values`` (the old name warns on every generation, and goes in 5.40)."""
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    return (
+        "cache"
+        if "cache" in getattr(CausalLMOutputWithPast, "__dataclass_fields__", {})
+        else "past_key_values"
+    )
 
 
 @dataclass(frozen=True)
@@ -122,6 +136,7 @@ def decode(
     generators = [torch.Generator(device="cpu").manual_seed(row.seed) for row in rows]
     live = list(range(len(rows)))  # indices into rows of the batch's current members
     cache = None
+    cache_name = cache_argument()
     step_ids, step_positions = input_ids, positions
     adapters = sorted({row.adapter for row in rows}, key=lambda name: name or "")
     named = [name for name in adapters if name is not None]
@@ -145,11 +160,11 @@ def decode(
                 input_ids=step_ids,
                 attention_mask=attention,
                 position_ids=step_positions,
-                past_key_values=cache,
                 use_cache=True,
+                **{cache_name: cache},
                 **per_row,
             )
-            cache = out.past_key_values
+            cache = out[cache_name]
             last_logits = out.logits[:, -1, :].to("cpu")
             next_ids: list[int] = []
             keep: list[int] = []

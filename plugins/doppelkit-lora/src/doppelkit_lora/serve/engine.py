@@ -47,6 +47,7 @@ from doppelkit.reply_text import ReplyCutter
 from doppelkit.serving import (
     GenerationConfig,
     PersonaFormatters,
+    as_trained,
     persona_conversation,
     reply_cutter,
     split_messages,
@@ -93,6 +94,7 @@ class Resident:
     name: str
     identity: AdapterIdentity
     formatter: Formatter  # the one this version was trained with: prompts must match training
+    manifest: AdapterManifest
 
 
 @dataclass
@@ -357,8 +359,9 @@ class PeftEngine:
     def _row(self, request: _Request, adapter: str) -> Row:
         base = self._base
         assert base is not None
-        persona, thread = request.persona, request.thread
-        formatter = self._resident[request.key].formatter
+        resident = self._resident[request.key]
+        persona, formatter = request.persona, resident.formatter
+        thread = as_trained(request.thread, resident.manifest)
         messages = persona_conversation(formatter, thread, persona, request.bot_user_id)
         prompt = formatter.render_prompt(messages, base.tokenizer)
         prompt_ids = list(base.tokenizer.encode(prompt, add_special_tokens=False))
@@ -405,7 +408,8 @@ class PeftEngine:
         self.stats.adapter_load_seconds.append(time.perf_counter() - started)
         if resident is not None:  # a retrain: the old version goes at once
             self._detach(resident.name)
-        self._resident[key] = Resident(name, files.identity, self.formatters.for_manifest(published.manifest))
+        manifest = published.manifest
+        self._resident[key] = Resident(name, files.identity, self.formatters.for_manifest(manifest), manifest)
         self._resident.move_to_end(key)
         self._evict(pinned | {name})
         self._resident_names = tuple(r.name for r in self._resident.values())

@@ -26,7 +26,7 @@ from doppelkit.errors import InputDataError
 from doppelkit.faults import crash_point
 from doppelkit.interfaces import RunContext, TrainJob, TrainResult
 from doppelkit.models import AdapterManifest, Example
-from doppelkit_lora.decoding.generation import generate_reply
+from doppelkit_lora.decoding.generation import generate_reply, served_cutter
 from doppelkit_lora.model.loading import LoadedBase, load_base
 from doppelkit_lora.model.progress import progress_bar
 from doppelkit_lora.model.tiny import TinyModelConfig
@@ -197,6 +197,7 @@ class LoraTrainer:
             formatter_config=_formatter_config(job.formatter),
             template_hash=template_hash,
             dataset_hash=dataset_hash,
+            platform=job.report.platform if job.report else None,
             metrics=metrics,
             doppelkit_version=doppelkit.__version__,
         )
@@ -406,6 +407,7 @@ class LoraTrainer:
                     max_new_tokens=cfg.report_max_new_tokens,
                     temperature=cfg.report_temperature,
                     max_prompt_tokens=cfg.max_seq_len,
+                    cutter=served_cutter(prompt, job.persona.label),
                 )
                 if which == "base":
                     with model.disable_adapter():

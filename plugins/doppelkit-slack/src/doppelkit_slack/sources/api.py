@@ -33,7 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from doppelkit.errors import ConfigError, UserError
 from doppelkit.interfaces import RunContext
-from doppelkit.models import DatasetReport, Thread, User, Workspace, validate_safe_id
+from doppelkit.models import ID, DatasetReport, Thread, User, Workspace, validate_safe_id
 from doppelkit.plugins import scrub
 from doppelkit.settings import ScrubConfig
 from doppelkit_slack.files import scrape_dir
@@ -117,6 +117,7 @@ class SlackApiSource:
     """Scrapes a workspace through the Web API (``slack_sdk``), resumably."""
 
     name: ClassVar[str] = "slack"
+    platform: ClassVar[str] = "Slack"  # named in system prompts
 
     class Config(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -127,7 +128,7 @@ class SlackApiSource:
             "command lines end up in shell history",
         )
         api_url: str = Field(DEFAULT_API_URL, description="Web API base URL (a fake Slack server in tests)")
-        team: str | None = Field(None, description="team ID to file the workspace under; null = auth.test's")
+        team: ID | None = Field(None, description="team ID to file the workspace under; null = auth.test's")
         channels: list[str] | None = Field(
             None, description="only these channels (names, #names or IDs); null = every public channel"
         )

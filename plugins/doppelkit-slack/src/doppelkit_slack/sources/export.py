@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from doppelkit.errors import InputDataError
 from doppelkit.interfaces import RunContext
-from doppelkit.models import DatasetReport, Thread, User, Workspace, validate_safe_id
+from doppelkit.models import ID, DatasetReport, Thread, User, Workspace, validate_safe_id
 from doppelkit_slack.messages import assemble_threads, bot_names_from_users, user_from_record
 from doppelkit_slack.sources.reader import (
     DEFAULT_MAX_FILE_BYTES,
@@ -66,6 +66,7 @@ class SlackExportSource:
     """Reads a Slack workspace export: public channels only unless ``include_private``."""
 
     name: ClassVar[str] = "slack_export"
+    platform: ClassVar[str] = "Slack"  # named in system prompts
 
     class Config(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -78,7 +79,7 @@ class SlackExportSource:
             False,
             description="also read private channels (groups.json and their folders); DMs are never read",
         )
-        team: str | None = Field(
+        team: ID | None = Field(
             None, description="team ID to file the workspace under; null = the team_id in users.json"
         )
         max_uncompressed_bytes: int = Field(
