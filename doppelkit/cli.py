@@ -218,6 +218,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         except UserError as exc:
             fail(exc, exc.exit_code)
 
+    from doppelkit.config import with_plugin_presets
+
+    overrides = set(_hydra_overrides(args))
+    args = [a for a in args if a not in overrides] + with_plugin_presets([a for a in args if a in overrides])
     import hydra
 
     task = _Task(verb, pm, registries)

@@ -91,7 +91,7 @@ def compose(overrides: list[str] | tuple[str, ...] = (), registries: Registries 
     check_overrides(overrides, registries)
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-            return hydra_compose(config_name=PRIMARY_CONFIG, overrides=list(overrides))
+            return hydra_compose(config_name=PRIMARY_CONFIG, overrides=with_plugin_presets(overrides))
     except (HydraException, OmegaConfBaseException) as exc:
         raise ConfigError([str(exc).strip()], title="Could not compose the configuration") from None
 
@@ -284,9 +284,78 @@ def default_options() -> dict[str, str]:
     return chosen
 
 
+def preset_dirs() -> list[Path]:
+    """Where presets live: the shipped configs, then each plugin's preset package."""
+    from importlib.resources import files
+
+    dirs = [config_dir()]
+    for package in plugin_presets():
+        try:
+            dirs.append(Path(str(files(package))))
+        except (ModuleNotFoundError, TypeError):
+            continue  # a broken entry point: its presets are simply not offered
+    return dirs
+
+
+def plugin_presets() -> list[str]:
+    from doppelkit.plugins import preset_packages
+
+    return preset_packages()
+
+
+def with_plugin_presets(overrides: Sequence[str]) -> list[str]:
+    """``overrides`` plus Hydra's search path for the plugins' preset packages, merged with a
+    ``hydra.searchpath=[…]`` the user gave, so ``source=<plugin preset>`` composes."""
+    packages = [f"pkg://{package}" for package in plugin_presets()]
+    if not packages:
+        return list(overrides)
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    out, given = [], []
+    for override in overrides:
+        parsed = OverridesParser.create().parse_override(override)
+        if parsed.key_or_group == "hydra.searchpath":
+            value = parsed.value()
+            given = [str(v) for v in value] if isinstance(value, list) else [str(value)]
+        else:
+            out.append(override)
+    paths = given + [p for p in packages if p not in given]
+    return [*out, f"hydra.searchpath=[{','.join(paths)}]"]
+
+
+def preset_file(group: str, option: str) -> Path | None:
+    for directory in preset_dirs():
+        path = directory / group / f"{option}.yaml"
+        if path.is_file():
+            return path
+    return None
+
+
+def preset_component(group: str, option: str, registries: Registries) -> str | None:
+    """The component a ``group=option`` choice selects: the option itself when it is a
+    registered name, else what its preset says (``name:``, or ``base_<name>`` in its defaults)."""
+    if option in registries.of(group):
+        return option
+    path = preset_file(group, option)
+    if path is None:
+        return None
+    from omegaconf import OmegaConf
+
+    data = OmegaConf.to_container(OmegaConf.load(path))
+    if not isinstance(data, dict):
+        return None
+    if isinstance(data.get("name"), str):
+        return str(data["name"])
+    for entry in data.get("defaults") or []:
+        if isinstance(entry, str) and entry.startswith("base_"):
+            return entry.removeprefix("base_")
+    return None
+
+
 def group_options(group: str, registries: Registries) -> list[str]:
-    """What ``group=…`` accepts: shipped presets, installed components, announced extras."""
-    options = {path.stem for path in (config_dir() / group).glob("*.yaml")}
+    """What ``group=…`` accepts: presets (shipped and plugins'), installed components, announced
+    extras."""
+    options = {path.stem for directory in preset_dirs() for path in (directory / group).glob("*.yaml")}
     if group in KINDS:
         options |= set(registries.of(group).names())
         options |= {name for kind, name in FIRST_PARTY_EXTRAS if kind == group}
@@ -379,7 +448,8 @@ def check_overrides(overrides: Sequence[str], registries: Registries) -> None:
             problems.append(moved_problem(key) or unknown + _did_you_mean(head, top_level))
             continue
         if head in KINDS:
-            name = chosen.get(head)
+            option = chosen.get(head)
+            name = preset_component(head, option, registries) if option else None
             if name is None or name not in registries.of(head):
                 continue  # not installed: validation names the extra to install
             problem = _unknown_key_problem(key, registries.of(head).get(name).Config, f"{head}={name}", 1)

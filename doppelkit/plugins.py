@@ -28,6 +28,7 @@ from doppelkit.registry import Registries
 from doppelkit.settings import ScrubConfig
 
 ENTRY_POINT_GROUP = "doppelkit"
+PRESETS_ENTRY_POINT_GROUP = "doppelkit.configs"  # plugins' YAML presets, by package
 BUILTIN_PLUGINS = (
     "doppelkit.builtins.backends",
     "doppelkit.builtins.chat",
@@ -66,13 +67,26 @@ def get_plugin_manager(
     return pm
 
 
-def _load_entrypoints(pm: pluggy.PluginManager) -> None:
+def _allowed(name: str) -> bool:
+    """Whether the entry-point plugin ``name`` may load (the allow and block lists)."""
     allow = _env_names("DOPPELKIT_LOAD_PLUGINS")
     block = _env_names("DOPPELKIT_BLOCK_PLUGINS") or set()
+    return (allow is None or name in allow) and name not in block
+
+
+def _load_entrypoints(pm: pluggy.PluginManager) -> None:
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if (allow is not None and ep.name not in allow) or ep.name in block:
+        if not _allowed(ep.name):
             pm.set_blocked(ep.name)  # pluggy's loader skips blocked names
     pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+
+
+def preset_packages() -> list[str]:
+    """Packages holding plugins' YAML presets (``<group>/<option>.yaml``), from the
+    ``doppelkit.configs`` entry-point group; a blocked plugin's presets are not offered."""
+    return sorted(
+        {ep.value for ep in importlib.metadata.entry_points(group=PRESETS_ENTRY_POINT_GROUP) if _allowed(ep.name)}
+    )
 
 
 @dataclass

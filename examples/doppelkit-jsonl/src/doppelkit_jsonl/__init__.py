@@ -4,7 +4,14 @@ Each line is one conversation::
 
     {"id": "c1", "channel": "general", "messages": [{"user": "alice", "text": "hi", "ts": 1.0}, …]}
 
-``user`` is whatever stable identifier the export uses; it becomes the user ID (and the name).
+``user`` is whatever stable identifier the export uses (a name, or an all-digit ID as Discord's);
+it becomes the user ID (and the name, unless ``name`` is given). ``ts`` is seconds since the
+epoch (a number or a numeric string), converted to the ``"1700000000.000100"`` form doppelkit
+uses. ``source.platform`` names the chat platform in system prompts.
+
+The plugin also ships YAML presets (``configs/source/*.yaml``), found through the
+``doppelkit.configs`` entry point: ``source=jsonl_discord`` is this source set up for
+conversations exported from Discord.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from doppelkit import hookimpl
 from doppelkit.errors import InputDataError
 from doppelkit.hookspecs import Register
 from doppelkit.interfaces import RunContext
-from doppelkit.models import DatasetReport, Message, Thread, User, Workspace, validate_safe_id
+from doppelkit.models import ID, DatasetReport, Message, Thread, User, Workspace, validate_safe_id
 
 
 class JsonlSource:
@@ -32,11 +39,13 @@ class JsonlSource:
         model_config = ConfigDict(extra="forbid")
 
         path: Path = Field(description="the JSONL file to read")
-        team: str = Field("local", description="team ID to file datasets and adapters under")
+        team: ID = Field("local", description="team ID to file datasets and adapters under")
+        platform: str = Field("team chat", description="the chat platform, named in system prompts")
 
     def __init__(self, config: Config, context: RunContext) -> None:
         self.config = config
         self.context = context
+        self.platform = config.platform  # what the system prompt calls the conversations' home
 
     def _lines(self) -> Iterator[tuple[int, str]]:
         path = self.config.path.expanduser()
@@ -64,20 +73,21 @@ class JsonlSource:
             team = validate_safe_id(self.config.team, "source.team")
         except ValueError as exc:
             raise InputDataError(str(exc)) from None
-        authors: dict[str, None] = {}
+        authors: dict[str, str] = {}
         for record in self._conversations(None):
             for message in record["messages"]:
                 if isinstance(message, dict) and message.get("user"):
-                    authors.setdefault(str(message["user"]), None)
-        return Workspace(team=team, users=[User(id=a, name=a) for a in authors])
+                    author = str(message["user"])
+                    authors.setdefault(author, str(message.get("name") or author))
+        return Workspace(team=team, users=[User(id=a, name=name) for a, name in authors.items()])
 
     def threads(self, report: DatasetReport) -> Iterator[Thread]:
         team = self.config.team
-        for index, record in enumerate(self._conversations(report)):
+        for record in self._conversations(report):
             messages = sorted(
                 (
                     Message(
-                        ts=str(m.get("ts", i)),
+                        ts=timestamp(m.get("ts", i)),
                         user=str(m.get("user") or "") or None,
                         text=str(m.get("text", "")),
                     )
@@ -94,9 +104,18 @@ class JsonlSource:
                 team=team,
                 channel=channel,
                 channel_name=channel,
-                ts=str(record.get("id") or messages[0].ts or index),
+                ts=messages[0].ts,  # a thread is known by its first message's timestamp
                 messages=messages,
             )
+
+
+def timestamp(value: object) -> str:
+    """Seconds since the epoch as doppelkit writes them ("1700000000.000100"); anything else is
+    passed on as is, and doppelkit says which source gave it and what was wrong."""
+    try:
+        return f"{float(str(value)):.6f}"
+    except ValueError:
+        return str(value)
 
 
 @hookimpl

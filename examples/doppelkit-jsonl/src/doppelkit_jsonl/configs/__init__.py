@@ -1,0 +1,1 @@
+"""YAML presets of the jsonl plugin (a package, so Hydra finds it as ``pkg://doppelkit_jsonl.configs``)."""
