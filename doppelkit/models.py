@@ -61,12 +61,12 @@ class _Model(BaseModel):
 class User(_Model):
     """A workspace member as the source knows them. IDs are stable; names are not unique."""
 
-    id: str
-    name: str = ""  # the handle (Slack ``name``)
-    display_name: str = ""
-    real_name: str = ""
-    is_bot: bool = False
-    deleted: bool = False
+    id: str = Field(description="stable ID (Slack: `U…`/`W…`); the directory name of the person's data")
+    name: str = Field("", description="the handle (Slack's `name`)")
+    display_name: str = Field("", description="the name shown in chat, if the person set one")
+    real_name: str = Field("", description="the full name")
+    is_bot: bool = Field(False, description="a bot or an app (never a persona)")
+    deleted: bool = Field(False, description="the account was deactivated")
 
     @property
     def label(self) -> str:
@@ -77,12 +77,14 @@ class User(_Model):
 class Workspace(_Model):
     """A team and its members, as read by a source before any thread."""
 
-    team: str
-    name: str = ""
-    users: list[User] = Field(default_factory=list)
-    # Who to imitate when ``persona.user`` is not set; only a bundled demo workspace sets it,
-    # so a bare ``doppelkit`` runs the newcomer's job. Real workspaces leave it empty.
-    default_persona: str | None = None
+    team: str = Field(description="team ID (Slack: `T…`), safe as a directory name")
+    name: str = Field("", description="the workspace's name")
+    users: list[User] = Field(default_factory=list, description="every member the source knows")
+    default_persona: str | None = Field(
+        None,
+        description="whom to imitate when `persona.user` is not set: only a bundled demo workspace "
+        "sets it, so a bare `doppelkit` runs; real workspaces leave it empty",
+    )
 
     @field_validator("team")
     @classmethod
@@ -113,14 +115,23 @@ class Message(_Model):
     ``text`` is the raw platform text (Slack mrkdwn for Slack sources); formatters clean it.
     """
 
-    ts: str  # epoch seconds with a fraction, as a string ("1700000000.000100"); sort with ``ts_key``
-    user: str | None = None  # author ID; None for integrations without a user
-    text: str = ""
-    is_bot: bool = False
-    subtype: str | None = None
-    thread_ts: str | None = None
-    edited: bool = False
-    files: int = 0  # number of attached files (content is never read)
+    ts: str = Field(
+        description="when it was posted: epoch seconds as a string with a fraction, as Slack writes "
+        'it (`"1700000000.000100"`); unique in its channel; sort with `ts_key` (a number). Anything '
+        "else is refused, naming the source that built it"
+    )
+    user: str | None = Field(None, description="the author's user ID; `null` for integrations without one")
+    text: str = Field(
+        "", description="the text as the platform stores it (Slack: mrkdwn); formatters clean it"
+    )
+    is_bot: bool = Field(False, description="posted by a bot or an integration (context, never the persona)")
+    subtype: str | None = Field(
+        None,
+        description="the platform's message kind (Slack: `thread_broadcast`, `me_message`…); null: plain",
+    )
+    thread_ts: str | None = Field(None, description="the `ts` of the thread's root, for replies")
+    edited: bool = Field(False, description="the author edited it (`text` is the final version)")
+    files: int = Field(0, description="how many files were attached (their content is never read)")
 
     @field_validator("ts")
     @classmethod
@@ -144,17 +155,26 @@ class Thread(_Model):
     frontend fills it from the users it looked up. IDs without a label render as the ID.
     """
 
-    team: str
-    channel: str  # channel ID
-    channel_name: str = ""
-    ts: str  # the root message's ts (or the first message's, for sessions)
-    messages: list[Message]
-    private: bool = False
-    kind: Literal["thread", "session"] = "thread"
-    user_labels: dict[str, str] = Field(default_factory=dict)
-    # The chat platform ("Slack", "Discord"): ingest sets the source's, an engine the one the
-    # persona was trained on (the manifest's), so the system prompt is the same in both.
-    platform: str = ""
+    team: str = Field(description="team ID")
+    channel: str = Field(description="channel ID")
+    channel_name: str = Field("", description="the channel's name, for `{channel}` in system prompts")
+    ts: str = Field(description="the root message's `ts` (a session's: its first message's); same format")
+    messages: list[Message] = Field(description="the root and its replies, ordered by `ts`")
+    private: bool = Field(False, description="from a private channel (read only when asked to)")
+    kind: Literal["thread", "session"] = Field(
+        "thread",
+        description="`session`: lone top-level messages merged by time (`dataset.session_gap_minutes`)",
+    )
+    user_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="user ID → the name shown in chat, for everyone the thread mentions or who wrote in "
+        "it; `ingest` fills it from the workspace, frontends from who they looked up",
+    )
+    platform: str = Field(
+        "",
+        description="the chat platform (`Slack`, `Discord`): ingest sets the source's, an engine the one "
+        "the persona was trained on, so system prompts name it the same in both",
+    )
 
     @field_validator("ts")
     @classmethod
@@ -168,8 +188,8 @@ Role = Literal["system", "user", "assistant"]
 class ChatMessage(_Model):
     """One OpenAI-style chat turn."""
 
-    role: Role
-    content: str
+    role: Role = Field(description="`system`, `user` (the conversation so far) or `assistant` (the persona)")
+    content: str = Field(description="the turn's text")
 
 
 class Example(_Model):
@@ -180,8 +200,12 @@ class Example(_Model):
     can be traced back and deleted on request.
     """
 
-    messages: list[ChatMessage]
-    meta: dict[str, Any] = Field(default_factory=dict)
+    messages: list[ChatMessage] = Field(description="system prompt, context turns, then the persona's reply")
+    meta: dict[str, Any] = Field(
+        default_factory=dict,
+        description="provenance: `team`, `channel`, `thread_ts`, `message_ts` (the reply's messages), "
+        "`source`, `formatter`, `thread_kind`, …",
+    )
 
     @property
     def response(self) -> str:
@@ -212,39 +236,52 @@ class Persona(_Model):
 
 
 class SkippedFile(_Model):
-    path: str
-    reason: str
+    """An input file (or line) a source could not use; the run goes on without it."""
+
+    path: str = Field(description="the file (or `file:line`) inside the input")
+    reason: str = Field(description="why it was skipped")
 
 
 class DatasetReport(_Model):
     """What an ingest saw, kept and dropped; printed and saved beside the dataset."""
 
-    source: str = ""
-    formatter: str = ""
-    team: str = ""
-    persona_id: str = ""
-    persona_name: str = ""
-    # The whole user record, so later steps find the persona by any of its names.
-    persona_user: User | None = None
-    threads_seen: int = 0
-    messages_seen: int = 0
-    # What the source read ("Slack", …; "" when it does not say); system prompts name it.
-    # None: ingested before it was recorded, when every source was Slack-shaped.
-    platform: str | None = None
-    candidate_persona_messages: int = 0
-    examples_kept: int = 0
-    train_examples: int = 0
-    eval_examples: int = 0
-    drops: dict[str, int] = Field(default_factory=dict)
-    scrubbed: dict[str, int] = Field(default_factory=dict)
-    skipped_files: list[SkippedFile] = Field(default_factory=list)
-    dataset_path: str = ""
-    eval_path: str = ""
-    dataset_sha256: str = ""
-    # The team's workspace corpus written in the same pass (doppelkit.corpus); "" when none.
-    corpus_path: str = ""
-    corpus_sha256: str = ""
-    created: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    source: str = Field("", description="the source's name (`slack_export`, `slack`, …)")
+    formatter: str = Field("", description="the formatter's name")
+    team: str = Field("", description="team ID")
+    persona_id: str = Field("", description="the persona's user ID")
+    persona_name: str = Field("", description="the persona's name as shown in chat")
+    persona_user: User | None = Field(
+        None, description="the persona's whole user record, so later steps find them by any name"
+    )
+    threads_seen: int = Field(0, description="threads (and sessions) read from the source")
+    messages_seen: int = Field(0, description="messages in them")
+    platform: str | None = Field(
+        None,
+        description='what the source read (`Slack`; `""` when it does not say); `null`: ingested '
+        "before it was recorded, when every source was Slack-shaped",
+    )
+    candidate_persona_messages: int = Field(0, description="messages the persona wrote")
+    examples_kept: int = Field(0, description="examples written (training + held out)")
+    train_examples: int = Field(0, description="examples in the dataset")
+    eval_examples: int = Field(0, description="examples in the held-out split")
+    drops: dict[str, int] = Field(
+        default_factory=dict,
+        description="what was left out, by reason (`too_short`, `bot`, `channel_join`, …)",
+    )
+    scrubbed: dict[str, int] = Field(
+        default_factory=dict, description="what scrubbers redacted, by kind (`email`, `aws_access_key`, …)"
+    )
+    skipped_files: list[SkippedFile] = Field(
+        default_factory=list, description="input files not read, and why"
+    )
+    dataset_path: str = Field("", description="the dataset JSONL")
+    eval_path: str = Field("", description='the held-out JSONL (`""` without a held-out split)')
+    dataset_sha256: str = Field("", description="SHA-256 of the dataset file")
+    corpus_path: str = Field(
+        "", description='the team\'s workspace corpus written in the same pass (`""` when none)'
+    )
+    corpus_sha256: str = Field("", description="its SHA-256 (names the tiny base built from it)")
+    created: datetime = Field(default_factory=lambda: datetime.now(UTC), description="when (UTC)")
 
     def drop(self, reason: str, n: int = 1) -> None:
         """Count ``n`` items dropped for ``reason`` (e.g. ``too_short``, ``bot``, ``private``)."""
@@ -261,23 +298,32 @@ class DatasetReport(_Model):
 class AdapterManifest(_Model):
     """``manifest.json`` stored beside each published adapter version."""
 
-    version: str  # "v1", "v2", …
-    team: str
-    persona_id: str
-    persona_name: str
-    # The whole user record (handle, display and real name): serving finds the persona by any.
-    persona_user: User | None = None
-    base_model: str
-    model_revision: str | None = None
-    trainer: str
-    trainer_config: dict[str, Any] = Field(default_factory=dict)
-    formatter: str
-    formatter_config: dict[str, Any] = Field(default_factory=dict)
-    template_hash: str
-    dataset_hash: str
-    # The chat platform the dataset came from (its report's); None: trained before it was
-    # recorded, when every source was Slack-shaped.
-    platform: str | None = None
-    metrics: dict[str, Any] = Field(default_factory=dict)
-    doppelkit_version: str
-    created: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    version: str = Field(description="`v1`, `v2`, …: the version directory's name, never reused")
+    team: str = Field(description="team ID")
+    persona_id: str = Field(description="the persona's user ID")
+    persona_name: str = Field(description="the persona's name as shown in chat")
+    persona_user: User | None = Field(
+        None, description="the whole user record: serving finds the persona by any of its names"
+    )
+    base_model: str = Field(description="`model.name` it was trained on (`tiny`, a hub ID, a directory)")
+    model_revision: str | None = Field(
+        None, description="the hub revision; for `tiny`, the cache key of the exact base under home"
+    )
+    trainer: str = Field(description="the trainer's name")
+    trainer_config: dict[str, Any] = Field(default_factory=dict, description="its validated `trainer.*`")
+    formatter: str = Field(description="the formatter it was trained with: serving builds prompts with it")
+    formatter_config: dict[str, Any] = Field(default_factory=dict, description="its validated `formatter.*`")
+    template_hash: str = Field(description="hash of the formatter, its config and the chat template")
+    dataset_hash: str = Field(description="SHA-256 of the dataset trained on")
+    platform: str | None = Field(
+        None,
+        description="the chat platform the dataset came from (its report's); `null`: trained before it "
+        "was recorded, when every source was Slack-shaped",
+    )
+    metrics: dict[str, Any] = Field(
+        default_factory=dict, description="training and evaluation figures and the persona report"
+    )
+    doppelkit_version: str = Field(description="the doppelkit version that trained it")
+    created: datetime = Field(
+        default_factory=lambda: datetime.now(UTC), description="when it was published (UTC)"
+    )

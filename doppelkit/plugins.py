@@ -85,7 +85,11 @@ def preset_packages() -> list[str]:
     """Packages holding plugins' YAML presets (``<group>/<option>.yaml``), from the
     ``doppelkit.configs`` entry-point group; a blocked plugin's presets are not offered."""
     return sorted(
-        {ep.value for ep in importlib.metadata.entry_points(group=PRESETS_ENTRY_POINT_GROUP) if _allowed(ep.name)}
+        {
+            ep.value
+            for ep in importlib.metadata.entry_points(group=PRESETS_ENTRY_POINT_GROUP)
+            if _allowed(ep.name)
+        }
     )
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from doppelkit.builtins.chat import YOU_ID, ChatFrontend, MessageStream
+from doppelkit.builtins.chat import ChatFrontend, MessageStream
 from doppelkit.interfaces import RunContext
 from doppelkit.models import AdapterManifest, Persona, Thread, User
 from doppelkit.testing.contracts import FrontendContract
@@ -69,8 +69,9 @@ def test_piped_input_gives_one_reply_block_per_line(run_context: RunContext) -> 
         "all green",
         "anything else?",
     ], "the conversation so far is the thread the persona replies to"
-    assert [m.user for m in second.messages] == [YOU_ID, MAYA.id, MAYA.id, YOU_ID]
-    assert second.user_labels == {YOU_ID: "you", MAYA.id: "maya"}
+    you = second.messages[0].user
+    assert [m.user for m in second.messages] == [you, MAYA.id, MAYA.id, you]
+    assert second.user_labels == {you: "you", MAYA.id: "maya"}
     assert [m.text for m in after_reset.messages] == ["lunch?"], "/reset starts a new conversation"
 
 
@@ -86,8 +87,6 @@ def test_streamed_text_shows_each_message_on_its_own() -> None:
 def test_terminal_reply_streams_each_message_on_its_own_line(run_context: RunContext) -> None:
     from rich.console import Console
 
-    from doppelkit.builtins.chat import Conversation
-
     class ChunkedEngine(ScriptedEngine):
         def stream(
             self, persona: Persona, thread: Thread, *, bot_user_id: str | None = None
@@ -97,7 +96,7 @@ def test_terminal_reply_streams_each_message_on_its_own_line(run_context: RunCon
 
     console = Console(file=io.StringIO(), width=80, color_system=None)
     frontend = ChatFrontend(ChatFrontend.Config(), run_context)
-    conversation = Conversation(MAYA, frontend.config)
+    conversation = frontend.conversation(MAYA)
     frontend._stream_reply(console, ChunkedEngine([]), MAYA, conversation, "did it go out?")
     assert console.file.getvalue() == "maya: yep shipped it\nmaya: all green\n"  # type: ignore[attr-defined]
     assert [m.text for m in conversation.messages] == ["did it go out?", "yep shipped it", "all green"]

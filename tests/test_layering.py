@@ -10,6 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("doppelkit", "doppelkit_slack", "doppelkit_lora", "doppelkit_jsonl")
+LAZY_EXPORTS = {"doppelkit.api", "doppelkit.errors"}
 
 
 def test_the_import_contracts_hold(
@@ -31,6 +32,9 @@ def import_cycles() -> list[list[str]]:
     modules = sorted(graph.modules)
     known = set(modules)
     edges = {m: sorted(set(graph.find_modules_directly_imported_by(m)) & known) for m in modules}
+    # `import doppelkit` gives the Python API's names on first use (its module __getattr__):
+    # an import at attribute time, not a dependency of the package on the API.
+    edges["doppelkit"] = [m for m in edges["doppelkit"] if m not in LAZY_EXPORTS]
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []

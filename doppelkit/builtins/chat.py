@@ -10,8 +10,8 @@
   on stdout — each of the persona's messages as ``name: text``, then an empty line — so it can
   be scripted and tested. Status lines go to stderr.
 
-The conversation is kept as a thread (you and the persona), so the formatter builds the prompt
-exactly as for a Slack thread, within its context budget.
+The conversation is kept as a thread (you and the persona, :mod:`doppelkit.conversation`), so the
+formatter builds the prompt exactly as for a Slack thread, within its context budget.
 """
 
 from __future__ import annotations
@@ -25,14 +25,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from doppelkit.artifacts import find_published_persona
 from doppelkit.builtins.formatters.turns import split_reply
+from doppelkit.conversation import Conversation
 from doppelkit.hookspecs import Register, hookimpl
 from doppelkit.interfaces import Engine, RunContext
-from doppelkit.models import Message, Persona, Thread
+from doppelkit.models import Persona
 
 QUIT = "/quit"
 RESET = "/reset"
-YOU_ID = "U0TERMINAL"  # the terminal user in the conversation thread
-CHANNEL_ID = "C0TERMINAL"
 NO_REPLY = "(no reply)"
 # The formatters' reply separator (``\n\n---\n\n``), matched as leniently as ``split_reply``.
 _SEPARATOR = re.compile(r"\n[ \t]*---[ \t]*\n")
@@ -50,45 +49,6 @@ class ChatConfig(BaseModel):
     max_messages: int = Field(
         100, ge=2, description="messages kept in the conversation (the formatter's budget also applies)"
     )
-
-
-class Conversation:
-    """The terminal conversation as a growing thread."""
-
-    def __init__(self, persona: Persona, config: ChatConfig) -> None:
-        self.persona, self.config = persona, config
-        self.messages: list[Message] = []
-        self._clock = 0
-
-    def _next_ts(self) -> str:
-        self._clock += 1
-        return f"{self._clock}.000000"
-
-    def add(self, user: str, text: str) -> None:
-        self.messages.append(Message(ts=self._next_ts(), user=user, text=text))
-        del self.messages[: -self.config.max_messages]
-
-    def say(self, text: str) -> Thread:
-        """Add your message; the thread to reply to."""
-        self.add(YOU_ID, text)
-        return self.thread()
-
-    def heard(self, replies: Iterable[str]) -> None:
-        for reply in replies:
-            self.add(self.persona.id, reply)
-
-    def reset(self) -> None:
-        self.messages.clear()
-
-    def thread(self) -> Thread:
-        return Thread(
-            team=self.persona.team,
-            channel=CHANNEL_ID,
-            channel_name=self.config.channel_name,
-            ts=self.messages[0].ts if self.messages else "0.000000",
-            messages=list(self.messages),
-            user_labels={YOU_ID: self.config.user_name, self.persona.id: self.persona.label},
-        )
 
 
 class MessageStream:
@@ -138,6 +98,11 @@ class ChatFrontend:
         self.config = config
         self.context = context
 
+    def conversation(self, persona: Persona) -> Conversation:
+        return Conversation(
+            persona, channel_name=self.config.channel_name, max_messages=self.config.max_messages
+        )
+
     def serve(self, engine: Engine) -> None:
         """Chat until ``/quit`` or end of input; the caller closes the engine."""
         persona = find_published_persona(engine.personas(), self.context.persona, self.context.home)
@@ -150,7 +115,7 @@ class ChatFrontend:
 
     def scripted(self, engine: Engine, persona: Persona, lines: Iterable[str], out: IO[str]) -> None:
         """One reply block per non-empty input line; ``/reset`` and ``/quit`` work here too."""
-        conversation = Conversation(persona, self.config)
+        conversation = self.conversation(persona)
         version = engine.current_version(persona.team, persona.id)
         self.context.console.print(
             f"chatting with {persona.label} ({persona.id}, adapter {version})", highlight=False
@@ -164,7 +129,7 @@ class ChatFrontend:
             if text == RESET:
                 conversation.reset()
                 continue
-            replies = engine.reply(persona, conversation.say(text))
+            replies = engine.reply(persona, conversation.say(text, self.config.user_name))
             conversation.heard(replies)
             for reply in replies or [NO_REPLY]:
                 out.write(f"{persona.label}: {reply}\n")
@@ -184,7 +149,7 @@ class ChatFrontend:
             f"type a message; [bold]{RESET}[/] starts over, [bold]{QUIT}[/] leaves.",
             highlight=False,
         )
-        conversation = Conversation(persona, self.config)
+        conversation = self.conversation(persona)
         while True:
             try:
                 text = Prompt.ask(f"[bold cyan]{self.config.user_name}[/]", console=console).strip()
@@ -207,7 +172,7 @@ class ChatFrontend:
         shown = MessageStream()
         pieces: list[str] = []
         console.print(prefix, end="")
-        chunks = engine.stream(persona, conversation.say(text))
+        chunks = engine.stream(persona, conversation.say(text, self.config.user_name))
         try:
             for chunk in chunks:
                 pieces.append(chunk)
