@@ -6,12 +6,15 @@
 * The plugin guides' blocks (``docs/plugins/*.md``) run with the imports a plugin module would
   have: they define hooks, components and tests, which must at least be valid Python that
   imports and defines cleanly.
-* Every other Python block in the docs and READMEs must compile (they show fragments of a
-  running system: an engine, a fake Slack server in a test).
+* Every other Python block in the docs and READMEs shows a fragment of a running system (an
+  engine, a fake Slack server in a test): it must compile, its imports must import, and every
+  attribute it reads from an imported module or class must exist — a renamed or moved API
+  breaks the test, not the reader.
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -84,7 +87,31 @@ def test_plugin_guide_blocks_run(path: Path) -> None:
         exec(compile(PLUGIN_MODULE_IMPORTS + block, f"{relative(path)} block {number}", "exec"), namespace)
 
 
+def dotted(node: ast.AST) -> list[str] | None:
+    """``a.b.c`` as ``["a", "b", "c"]``; None for anything but names and attributes."""
+    if isinstance(node, ast.Name):
+        return [node.id]
+    if isinstance(node, ast.Attribute):
+        head = dotted(node.value)
+        return None if head is None else [*head, node.attr]
+    return None
+
+
 @pytest.mark.parametrize("path", DOCS, ids=relative)
-def test_every_python_block_compiles(path: Path) -> None:
+def test_every_python_block_uses_names_that_exist(path: Path) -> None:
     for number, block in enumerate(blocks(path), start=1):
-        compile(block, f"{relative(path)} block {number}", "exec")
+        where = f"{relative(path)} block {number}"
+        tree = ast.parse(block, where)
+        namespace: dict[str, object] = {}
+        imports = [node for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom)]
+        exec(compile(ast.Module(body=imports, type_ignores=[]), where, "exec"), namespace)
+        for node in ast.walk(tree):
+            chain = dotted(node) if isinstance(node, ast.Attribute) else None
+            if not chain or chain[0] not in namespace:
+                continue
+            value = namespace[chain[0]]
+            for part in chain[1:]:
+                if not (isinstance(value, type) or type(value).__name__ == "module"):
+                    break  # an instance: its attributes are the running system's
+                assert hasattr(value, part), f"{where}: {'.'.join(chain)} does not exist"
+                value = getattr(value, part)
