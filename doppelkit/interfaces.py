@@ -157,6 +157,9 @@ class TrainResult:
     adapter_dir: Path
     version: str
     metrics: dict[str, Any] = field(default_factory=dict)
+    # Where the adapter is when not under this machine's home (trained remotely, not copied
+    # back), for people: e.g. "Modal Volume doppelkit-home, /adapters/T…/U…/v3".
+    location: str | None = None
 
 
 @runtime_checkable
@@ -226,3 +229,41 @@ class Frontend(Component, Protocol):
     def __init__(self, config: Any, context: RunContext) -> None: ...
 
     def serve(self, engine: Engine) -> None: ...
+
+
+# --- optional capabilities -------------------------------------------------------------------------
+
+
+@runtime_checkable
+class DetachingBackend(Backend, Protocol):
+    """A backend that can also start a step and return at once, without its result.
+
+    A frontend uses it for work that outlives a request: the Slack bot's ``/doppel train``
+    acknowledges Slack while a step (ingest → train → report back) runs where the backend puts
+    it. Without it, such work runs on a thread of the frontend's own process.
+    """
+
+    def spawn(self, step: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None: ...
+
+
+class WebApp(Protocol):
+    """An ASGI application that holds resources (a database, worker threads) until closed."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class WebFrontend(Frontend, Protocol):
+    """A frontend that can also be hosted as a web application (a serverless endpoint) instead
+    of running its own server in ``serve``.
+
+    ``prepare()`` does what needs no network — imports, building what does not connect — so a
+    host can snapshot the process after it; ``asgi_app(engine)`` then connects (database, APIs)
+    and returns the application, answering the same requests ``serve`` would.
+    """
+
+    def prepare(self) -> None: ...
+
+    def asgi_app(self, engine: Engine) -> WebApp: ...

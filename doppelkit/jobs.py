@@ -40,14 +40,20 @@ def ingest(run: RunConfig, context: RunContext, backend: Backend | None = None) 
 def train(
     run: RunConfig, context: RunContext, persona: Persona | None = None, backend: Backend | None = None
 ) -> TrainResult:
-    """``doppelkit train``: the train step for the chosen persona, on the selected backend."""
+    """``doppelkit train``: the train step for the chosen persona, on the selected backend.
+
+    The backend is built first: one that cannot run (no GPU, no credentials) says so before
+    anything else is looked at."""
+    backend = backend or backend_for(run, context)
     if persona is None:
         persona, _paths, _report = find_dataset(run, context.home)
-    backend = backend or backend_for(run, context)
     with steps.in_process(context):
         done = backend.run(steps.train, run.to_data(), persona.team, persona.id, device=backend.device)
     return TrainResult(
-        adapter_dir=context.home.root / done["adapter_dir"], version=done["version"], metrics=done["metrics"]
+        adapter_dir=context.home.root / done["adapter_dir"],
+        version=done["version"],
+        metrics=done["metrics"],
+        location=done.get("location"),
     )
 
 
@@ -74,8 +80,9 @@ def print_dataset_report(report: DatasetReport, console: Console) -> None:
 
 def print_train_result(result: TrainResult, console: Console) -> None:
     """Where the adapter is; the trainer prints its own (persona) report while it runs."""
-    console.print(f"[bold green]published[/] {result.version}: {result.adapter_dir}")
-    console.print(f"metrics and provenance: {result.adapter_dir / 'manifest.json'}")
+    where = result.location or str(result.adapter_dir)
+    console.print(f"[bold green]published[/] {result.version}: {where}")
+    console.print(f"metrics and provenance: {where.rstrip('/')}/manifest.json")
 
 
 def run_pipeline(run: RunConfig, context: RunContext) -> TrainResult:

@@ -91,7 +91,8 @@ def train(data: RunData, team: str, user: str, *, device: str | None = None) -> 
     """Fine-tune and publish an adapter from the dataset of persona ``user`` of ``team``.
 
     ``device``: where to train (the backend's ``device``; ``None``: the trainer decides).
-    Returns ``{"version", "adapter_dir" (relative to home), "metrics"}``."""
+    Returns ``{"version", "adapter_dir" (relative to home), "metrics"}``; a backend that leaves the
+    adapter elsewhere adds ``"location"`` (where it is, for people)."""
     require_device(device)
     run, context = rebuild(data, TRAIN_NEEDS)
     context.device = device
