@@ -6,7 +6,7 @@ PIP    := $(BIN)/python -m pip
 STAMP  := $(VENV)/.installed
 
 # Editable installs of the core, the first-party plugins and the example plugin.
-PACKAGES := -e . -e plugins/doppelkit-slack -e plugins/doppelkit-lora -e examples/doppelkit-jsonl
+PACKAGES := -e . -e plugins/doppelkit-slack -e plugins/doppelkit-lora -e plugins/doppelkit-modal -e examples/doppelkit-jsonl
 
 .PHONY: demo test lint typecheck bench install clean
 

@@ -63,13 +63,24 @@ def test_user_mistakes_exit_2_without_traceback(override: str, expected: str, tm
     assert "Traceback" not in result.stderr
 
 
-def test_plus_backend_modal_composes_and_names_the_extra(tmp_path: Path) -> None:
-    shown = run_cli(["--cfg", "job", "+backend=modal"], cwd=tmp_path)
+@pytest.mark.parametrize("installed", [True, False])
+def test_plus_backend_modal_composes_and_without_the_plugin_names_the_extra(
+    tmp_path: Path, installed: bool
+) -> None:
+    # Without the plugin (a core-only install) the preset still composes; validation then
+    # names the extra. With it (the checkout's venv), the plugin's keys are there too.
+    env = {} if installed else {"DOPPELKIT_BLOCK_PLUGINS": "modal"}
+    shown = run_cli(["--cfg", "job", "+backend=modal"], cwd=tmp_path, env=env)
     assert shown.returncode == 0, shown.stderr
     assert "backend:\n  name: modal" in shown.stdout
-    checked = run_cli(["validate", "+backend=modal", f"home={tmp_path}"], cwd=tmp_path)
-    assert checked.returncode == 2
-    assert 'pip install "doppelkit[modal]"' in checked.stderr
+    assert ("train_gpu: H100" in shown.stdout) == installed
+    checked = run_cli(["validate", "+backend=modal", f"home={tmp_path}"], cwd=tmp_path, env=env)
+    if installed:
+        assert checked.returncode == 0, checked.stderr
+        assert "backend=modal" in checked.stderr
+    else:
+        assert checked.returncode == 2
+        assert 'pip install "doppelkit[modal]"' in checked.stderr
 
 
 def test_plugins_lists_every_kind() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("doppelkit", "doppelkit_slack", "doppelkit_lora", "doppelkit_jsonl")
+PACKAGES = ("doppelkit", "doppelkit_slack", "doppelkit_lora", "doppelkit_modal", "doppelkit_jsonl")
 LAZY_EXPORTS = {"doppelkit.api", "doppelkit.errors"}
 
 
