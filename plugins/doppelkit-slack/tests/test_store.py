@@ -140,6 +140,17 @@ def test_interrupted_runs_fail_on_start(store: PersonaStore) -> None:
     assert store.get("T1", "U1").state == FAILED  # type: ignore[union-attr]
 
 
+def test_runs_elsewhere_fail_only_once_they_cannot_be_running(store: PersonaStore) -> None:
+    from datetime import timedelta
+
+    store.begin_training("T1", "U1", "Ann")
+    assert store.fail_interrupted("lost", older_than=timedelta(hours=1)) == 0
+    assert store.get("T1", "U1").state == SCRAPING  # type: ignore[union-attr]
+    assert store.fail_interrupted("lost", older_than=timedelta(seconds=-1)) == 1
+    record = store.get("T1", "U1")
+    assert record is not None and (record.state, record.error) == (FAILED, "lost")
+
+
 def test_claims_are_insert_or_ignore_under_concurrency(store: PersonaStore) -> None:
     barrier = threading.Barrier(6)
 

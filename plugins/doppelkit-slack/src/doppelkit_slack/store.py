@@ -298,13 +298,23 @@ class PersonaStore:
             return False
         return True
 
-    def fail_interrupted(self, reason: str = "interrupted: the bot restarted during training") -> int:
-        """Mark runs a previous process left in ``scraping``/``training`` as failed (on start)."""
+    def fail_interrupted(
+        self,
+        reason: str = "interrupted: the bot restarted during training",
+        *,
+        older_than: timedelta | None = None,
+    ) -> int:
+        """Mark runs a previous process left in ``scraping``/``training`` as failed (on start).
+
+        ``older_than``: only runs not updated for that long. When training runs elsewhere (a
+        backend spawned it), a run in progress is not the bot's to fail; one that has not moved
+        for longer than any run may last is dead."""
+        condition: sa.ColumnElement[bool] = self.personas.c.state.in_((SCRAPING, TRAINING))
+        if older_than is not None:
+            condition = sa.and_(condition, self.personas.c.updated_at < now() - older_than)
         with self._write() as conn:
             return conn.execute(
-                self.personas.update()
-                .where(self.personas.c.state.in_((SCRAPING, TRAINING)))
-                .values(state=FAILED, error=reason, updated_at=now())
+                self.personas.update().where(condition).values(state=FAILED, error=reason, updated_at=now())
             ).rowcount
 
     def delete(self, team: str, user_id: str) -> bool:

@@ -16,7 +16,7 @@ from doppelkit.models import User
 from doppelkit.persona import candidates, find_user
 from doppelkit_slack.bolt.forgetting import Forgetting
 from doppelkit_slack.bolt.personas import MemberDirectory, PersonaChooser, published_personas
-from doppelkit_slack.bolt.training import TrainingRunner
+from doppelkit_slack.bolt.training import TrainingNotStarted, TrainingRunner
 from doppelkit_slack.store import SCRAPING, TRAINED, TRAINING, PersonaRecord, PersonaStore, StoreError
 
 HELP = """*doppelkit* — a bot that writes like someone on your team.
@@ -125,7 +125,7 @@ class DoppelCommands:
             self.training.start(
                 inv.team, inv.channel, user, requested_by=inv.user_id, limit=self.persona_limit
             )
-        except StoreError as exc:
+        except (StoreError, TrainingNotStarted) as exc:
             return str(exc)
         return f"Started training {user.label}. I'll post progress in this channel."
 

@@ -16,6 +16,7 @@ from doppelkit.errors import UserError
 BOT_TOKEN_ENV = "SLACK_BOT_TOKEN"
 SIGNING_SECRET_ENV = "SLACK_SIGNING_SECRET"
 APP_TOKEN_ENV = "SLACK_APP_TOKEN"
+MAX_RETRY_AFTER_S = 60.0  # a post held back longer than a minute is worse than none
 
 
 class BoltConfig(BaseModel):

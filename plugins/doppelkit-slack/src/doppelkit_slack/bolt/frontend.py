@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from doppelkit.interfaces import Engine, RunContext
+from doppelkit.interfaces import Engine, RunContext, WebApp
 from doppelkit_slack.bolt.config import BoltConfig
 
 
@@ -29,3 +29,15 @@ class BoltFrontend:
         from doppelkit_slack.bolt.server import serve
 
         serve(self.config, self.context, engine)
+
+    # --- hosted as a web application (doppelkit.interfaces.WebFrontend) ---------------------
+
+    def prepare(self) -> None:
+        """Import Bolt, SQLAlchemy and the rest now (a host may snapshot the process after)."""
+        import doppelkit_slack.bolt.server  # noqa: F401
+
+    def asgi_app(self, engine: Engine) -> WebApp:
+        """The bot as an ASGI app (HTTP mode's), for a host such as a Modal web endpoint."""
+        from doppelkit_slack.bolt.server import web_app
+
+        return web_app(self.config, self.context, engine)

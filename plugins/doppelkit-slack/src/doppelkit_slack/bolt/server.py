@@ -92,6 +92,30 @@ def asgi_app(runtime: BoltRuntime, signing_secret: str, clock: Callable[[], floa
     )
 
 
+class BoltWebApp:
+    """The bot as an ASGI application for a host that serves it (a serverless web endpoint):
+    the same guard, routes and Bolt app as ``frontend.mode=http``, without uvicorn."""
+
+    def __init__(self, runtime: BoltRuntime, signing_secret: str) -> None:
+        self.runtime = runtime
+        self.app = asgi_app(runtime, signing_secret)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+    def close(self) -> None:
+        self.runtime.close(wait=False)
+
+
+def web_app(config: BoltConfig, context: RunContext, engine: Engine) -> BoltWebApp:
+    """:meth:`BoltFrontend.asgi_app`: HTTP mode's app, whatever ``frontend.mode`` says (a web
+    endpoint *is* HTTP); reads ``SLACK_BOT_TOKEN`` and ``SLACK_SIGNING_SECRET``."""
+    bot_token = required_secret(BOT_TOKEN_ENV, "the bot needs its xoxb- token to read threads and post")
+    signing_secret = required_secret(SIGNING_SECRET_ENV, "a web endpoint verifies every request with it")
+    runtime = build_runtime(config, context, engine, bot_token=bot_token, signing_secret=signing_secret)
+    return BoltWebApp(runtime, signing_secret)
+
+
 def listening_socket(host: str, port: int) -> socket.socket:
     """A socket bound and listening on host:port; a :class:`UserError` saying what to do if not."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -1,9 +1,15 @@
-"""``/doppel train``: ingest → train → publish in a background thread, with progress posts.
+"""``/doppel train``: ingest → train → publish in the background, with progress posts.
 
 The store's state machine tracks the run (``scraping → training → trained | failed``); its
-unique (team, user) row is claimed before the thread starts, so two concurrent ``train``
+unique (team, user) row is claimed before the work starts, so two concurrent ``train``
 commands for one person cannot both run. The steps are injectable: tests pass fakes, the bot
 uses :class:`PipelineSteps` (the same jobs as ``doppelkit ingest`` and ``doppelkit train``).
+
+Where the work runs: on a thread of the bot's process, or — when the run's backend can start
+a step detached (a :class:`~doppelkit.interfaces.DetachingBackend`, e.g. ``modal``, whose web
+containers stop when idle) — as :func:`train_detached`, a step of plain data the backend
+starts elsewhere: it rebuilds the store, Slack's client and the steps from the run's
+configuration and does exactly what the thread would.
 """
 
 from __future__ import annotations
@@ -63,24 +69,52 @@ class PipelineSteps:
         return jobs.train(run, self.context, ingested.persona).version
 
 
+Launch = Callable[[Persona, str], None]  # (persona, channel): start train_detached elsewhere
+
+
+class TrainingNotStarted(UserError):
+    """The backend could not start the detached training run."""
+
+
 class TrainingRunner:
-    def __init__(self, store: PersonaStore, steps: Callable[[], TrainingSteps], notify: Notify) -> None:
+    def __init__(
+        self,
+        store: PersonaStore,
+        steps: Callable[[], TrainingSteps],
+        notify: Notify,
+        launch: Launch | None = None,
+    ) -> None:
         self.store = store
         self.steps = steps
         self.notify = notify
+        self.launch = launch  # None: a thread of this process
         self.threads: list[threading.Thread] = []
+
+    @property
+    def detached(self) -> bool:
+        return self.launch is not None
 
     def start(self, team: str, channel: str, user: User, *, requested_by: str, limit: int) -> None:
         """Claim the persona (raises PersonaBusy / PersonaLimitReached) and train in the background."""
         self.store.begin_training(team, user.id, user.label, requested_by=requested_by, limit=limit)
         persona = Persona(team=team, user=user)
+        if self.launch is not None:
+            try:
+                self.launch(persona, channel)
+            except Exception as exc:
+                log.exception("could not start training %s", persona.id)
+                reason = f"could not start training: {type(exc).__name__}: {exc}"
+                self.store.set_state(team, persona.id, FAILED, error=reason[:1000])
+                raise TrainingNotStarted(f"Sorry, {reason[:300]}") from None
+            return
         thread = threading.Thread(
-            target=self._run, args=(persona, channel), name=f"doppel-train-{user.id}", daemon=True
+            target=self.run_claimed, args=(persona, channel), name=f"doppel-train-{user.id}", daemon=True
         )
         self.threads = [t for t in self.threads if t.is_alive()] + [thread]
         thread.start()
 
-    def _run(self, persona: Persona, channel: str) -> None:
+    def run_claimed(self, persona: Persona, channel: str) -> None:
+        """The whole run for a persona whose row :meth:`start` claimed; never raises."""
         team, name = persona.team, persona.label
         try:
             steps = self.steps()
@@ -106,3 +140,41 @@ class TrainingRunner:
     def join(self, timeout: float | None = None) -> None:
         for thread in list(self.threads):
             thread.join(timeout)
+
+
+DETACHED_NEEDS = ("source", "formatter", "frontend", "backend")
+
+
+def train_detached(data: dict[str, Any], team: str, channel: str, user: dict[str, Any]) -> None:
+    """``/doppel train`` as a step of plain data, for a backend to run detached (see the module
+    docstring): ``data`` is the bot's run configuration, the persona row is already claimed."""
+    from doppelkit import steps
+    from doppelkit_slack.bolt.config import BOT_TOKEN_ENV, MAX_RETRY_AFTER_S, BoltConfig, required_secret
+    from doppelkit_slack.bolt.mentions import SYSTEM_USERNAME
+    from doppelkit_slack.bolt.posting import Identity, post_messages
+    from doppelkit_slack.store import default_url
+    from doppelkit_slack.webclient import web_client
+
+    run, context = steps.rebuild(data, DETACHED_NEEDS)
+    frontend = run["frontend"].config
+    if not isinstance(frontend, BoltConfig):
+        raise UserError("train_detached runs the bolt frontend's /doppel train")
+    store = PersonaStore(frontend.store_url or default_url(context.home.state))
+    client = web_client(
+        required_secret(BOT_TOKEN_ENV, "the training run posts its progress to Slack"),
+        frontend.api_url,
+        max_retries=frontend.api_retries,
+        backoff_s=frontend.api_retry_backoff,
+        max_retry_after_s=MAX_RETRY_AFTER_S,
+        timeout_s=frontend.api_timeout,
+    )
+
+    def notify(_team: str, where: str, text: str) -> None:
+        post_messages(client, where, "", [text], Identity(SYSTEM_USERNAME))
+
+    try:
+        TrainingRunner(store, lambda: PipelineSteps(context), notify).run_claimed(
+            Persona(team=team, user=User.model_validate(user)), channel
+        )
+    finally:
+        store.dispose()
