@@ -23,6 +23,7 @@ from doppelkit_modal.config import ModalConfig
 from doppelkit_modal.engine_proxy import RemoteEngine
 from doppelkit_modal.remote import resolve_step, warm_up
 from doppelkit_modal.testing import LocalModal
+from doppelkit_modal.testing.introspect import info
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*will not have access to the mounted Volume:UserWarning")
 
@@ -230,3 +231,44 @@ def test_warm_up_without_a_persona_loads_nothing() -> None:
             return []
 
     assert warm_up(Empty()) == 0.0
+
+
+# --- the real-deploy smoke script (run by people with a Modal account, never in CI) --------------
+
+SMOKE = Path(__file__).resolve().parents[1] / "scripts" / "smoke_deploy.py"
+
+
+def test_the_smoke_script_stops_without_credentials(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODAL_")}
+    result = subprocess.run(
+        [sys.executable, str(SMOKE)],
+        env={**env, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "modal setup" in result.stderr
+
+
+def test_the_smoke_scripts_engine_only_deployment_builds(modal: LocalModal, tmp_path: Path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("smoke_deploy", SMOKE)
+    assert spec is not None and spec.loader is not None
+    smoke = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(smoke)
+    smoke.deploy_engine_only(
+        [
+            f"backend.mount_path={modal.volume}",
+            "backend.app_name=doppelkit-smoke-x",
+            "backend.web_secrets=[]",
+        ],
+        tmp_path / "home",
+    )
+    built = modal.deployment()
+    assert built.web is None and built.engine is not None and built.job is not None
+    assert info(built.job).secrets == [], "no Secret the smoke run did not create"
