@@ -136,6 +136,8 @@ def test_keep_warm_and_no_snapshot_are_configurable() -> None:
 def test_a_training_app_holds_only_train_so_it_never_needs_the_bots_secrets() -> None:
     app, _ = build(parts=("train",))
     assert app.train is not None and (app.job, app.engine, app.web) == (None, None, None)
+    without_bot, _ = build(parts=("train", "job", "engine"))
+    assert secret_names(without_bot.job) == ["huggingface"], "no bot, no bot Secrets"
 
 
 def test_unknown_parts_are_refused() -> None:

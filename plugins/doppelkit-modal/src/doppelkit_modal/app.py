@@ -113,7 +113,8 @@ def build_app(
             **common,
             name="job",
             timeout=config.job_timeout,
-            secrets=[*secrets, *web_secrets],
+            # The bot's Secrets only where the bot is: its /doppel train runs here.
+            secrets=[*secrets, *(web_secrets if "web" in parts else [])],
         )(remote.job)
     if "engine" in parts:
         built.env["engine"] = {**SERVE_ENV, **run_json}

@@ -376,7 +376,11 @@ class ModalLauncher:
             built.app.deploy(name=self.config.app_name, environment_name=self.config.environment)
         if built.web is None:
             return None
-        url = built.web().asgi.get_web_url()
+        try:
+            url = built.web().asgi.get_web_url()
+        except Exception as exc:  # deployed all the same; modal printed the URL above
+            log.warning("could not read the web endpoint's URL back (%s); see the deploy output", exc)
+            return None
         return str(url) if url else None
 
     @contextlib.contextmanager
