@@ -272,3 +272,19 @@ def test_the_smoke_scripts_engine_only_deployment_builds(modal: LocalModal, tmp_
     built = modal.deployment()
     assert built.web is None and built.engine is not None and built.job is not None
     assert info(built.job).secrets == [], "no Secret the smoke run did not create"
+
+
+def test_a_failing_warm_up_does_not_keep_the_engine_container_from_starting(
+    modal: LocalModal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import doppelkit_modal.remote as remote
+
+    def broken(engine: Any) -> float:
+        raise RuntimeError("a broken adapter")
+
+    monkeypatch.setattr(remote, "warm_up", broken)
+    backend = make_backend(modal, tmp_path / "home", "backend.serve_gpu=null", "backend.web_secrets=[]")
+    backend.launcher.deploy(backend._build(None, parts=("engine",)))
+    engine = modal.engine_object()
+    assert engine.personas.local() == []  # @modal.enter ran and the class serves
+    assert engine._cached_user_cls_instance().loaded == 0.0

@@ -126,7 +126,11 @@ class Engine:
         config = ModalConfig.model_validate({k: v for k, v in data["backend"].items() if k != "name"})
         context.device = config.serve_device
         self.engine = pipeline.build_engine(run, context)
-        self.loaded = warm_up(self.engine)
+        try:
+            self.loaded = warm_up(self.engine)
+        except Exception:  # one bad persona must not keep every container from starting
+            log.exception("warm-up failed; the base model loads with the first request instead")
+            self.loaded = 0.0
 
     def _fresh(self, team: str, user: str) -> None:
         """See what was published since: reload the Volume now and then, and at once for a
