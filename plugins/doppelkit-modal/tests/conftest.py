@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,22 @@ def _one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _restore_quiet_env() -> Iterator[None]:
+    """The bodies quiet libraries as containers do (``doppelkit.quiet``), here in the test
+    process: their environment variables go back after each test."""
+    from doppelkit.quiet import QUIET_ENV, VERBOSE_ENV
+
+    names = (*QUIET_ENV, VERBOSE_ENV)
+    saved = {name: os.environ.get(name) for name in names}
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture

@@ -47,6 +47,17 @@ def deployed_run_data() -> dict[str, Any]:
     return data
 
 
+def _quiet(run_data: dict[str, Any] | None) -> None:
+    """Library warnings stay out of the logs that stream back, as they stay off the terminal
+    locally (``doppelkit.quiet``) — unless the run is ``verbose=true``."""
+    from doppelkit.quiet import be_verbose, quiet_libraries
+
+    if run_data is not None and run_data.get("verbose"):
+        be_verbose()
+    else:
+        quiet_libraries()
+
+
 def _side(run_data: dict[str, Any]) -> Any:
     from doppelkit_modal.sides import container_side
 
@@ -79,6 +90,7 @@ def train(run_data: dict[str, Any], team: str, user: str, device: str | None = N
     """
     from doppelkit import steps
 
+    _quiet(run_data)
     side = _side(run_data)
     side.reload(force=True)
     try:
@@ -93,6 +105,7 @@ def job(reference: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
     for steps the backend has no special place for."""
     step = resolve_step(reference)
     run_data = next((a for a in args if isinstance(a, dict) and "backend" in a and "home" in a), None)
+    _quiet(run_data)
     side = _side(run_data) if run_data is not None else None
     if side is not None:
         side.reload(force=True)
@@ -120,6 +133,7 @@ class Engine:
         from doppelkit_modal.config import ModalConfig
 
         data = deployed_run_data()
+        _quiet(data)
         self.side = _side(data)
         self.side.reload(force=True)
         run, context = steps.rebuild(data, ENGINE_NEEDS)
@@ -183,6 +197,7 @@ class _WebEndpoint:
         from doppelkit_modal.hosting import resolve_store_url
 
         data = resolve_store_url(deployed_run_data(), os.environ.get(STORE_URL_ENV))
+        _quiet(data)
         self.run, self.context = steps.rebuild(data, WEB_NEEDS)
         self.frontend = pipeline.make(self.run["frontend"], self.context)
         if not isinstance(self.frontend, WebFrontend):
