@@ -25,7 +25,6 @@ Credentials are checked when the backend is built, before any step — one line 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel
@@ -249,7 +248,3 @@ def _has_web_frontend(run: Any) -> bool:
     if selection is None:
         return False
     return all(callable(getattr(selection.component, m, None)) for m in ("prepare", "asgi_app"))
-
-
-def volume_home(config: ModalConfig) -> Path:
-    return Path(config.mount_path)

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Protocol
@@ -408,6 +408,3 @@ def secret_help(names: list[str], config: ModalConfig) -> str:
         else:
             parts.append(f"{name}: e.g. HF_TOKEN=hf_… for gated models")
     return "; ".join(parts)
-
-
-Refresh = Callable[..., None]
