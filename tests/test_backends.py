@@ -19,6 +19,16 @@ def test_auto_device_is_cpu_without_cuda(run_context, monkeypatch: pytest.Monkey
     assert LocalBackend(LocalBackend.Config(), run_context).device == "cpu"
 
 
+def test_steps_that_need_no_device_do_not_look_for_one(run_context, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``doppelkit ingest`` on the default backend never imports torch to find a GPU it does not use."""
+
+    def no_torch() -> bool:
+        raise AssertionError("looked for CUDA")
+
+    monkeypatch.setattr(backends, "cuda_available", no_torch)
+    assert LocalBackend(LocalBackend.Config(), run_context).run(pow, 2, 3) == 8
+
+
 def test_cuda_backend_says_clearly_when_there_is_no_gpu(run_context, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(backends, "cuda_available", lambda: False)
     backend = CudaBackend(CudaBackend.Config(), run_context)

@@ -59,7 +59,10 @@ class LocalBackend:
         return self.config.device
 
     def run(self, step: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        _ = self.device  # fail before the step starts, not in the middle of it
+        if self.config.device != "auto":
+            _ = self.device  # a GPU asked for and missing: fail before the step starts
+        # With "auto", steps that need a device are handed ``device`` by their caller; the rest
+        # (ingest) never pay for importing torch to find out.
         return step(*args, **kwargs)
 
 
