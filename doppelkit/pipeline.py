@@ -35,7 +35,7 @@ from doppelkit.interfaces import (
 )
 from doppelkit.models import DatasetReport, Message, Persona, Thread, User
 from doppelkit.persona import resolve_persona, select_persona
-from doppelkit.plugins import scrub
+from doppelkit.plugins import Scrubber
 from doppelkit.registry import Registries
 from doppelkit.settings import ScrubConfig
 from doppelkit.threads import group_sessions, with_user_labels
@@ -92,18 +92,31 @@ def eval_share(thread: Thread, fraction: float) -> bool:
 
 
 def scrub_thread(
-    thread: Thread, hook: Any, counts: Counter[str], config: ScrubConfig | None = None
+    thread: Thread,
+    hook: Any,
+    counts: Counter[str],
+    config: ScrubConfig | None = None,
+    scrubber: Scrubber | None = None,
 ) -> Thread:
-    """Run the ``scrub_message`` chain over every message, before anything reaches disk."""
+    """Run the ``scrub_message`` chain over every message, before anything reaches disk.
+
+    ``scrubber``: the chain set up once (ingest scrubs every thread with one); otherwise it is
+    set up from ``hook`` and ``config``. A thread with nothing to redact is returned as is.
+    """
 
     def record(kind: str, n: int) -> None:
         counts[kind] += n
 
-    messages: list[Message] = []
-    for message in thread.messages:
-        text = scrub(hook, message.text, record, config) if message.text else message.text
-        messages.append(message if text == message.text else message.model_copy(update={"text": text}))
-    return thread.model_copy(update={"messages": messages})
+    scrubber = scrubber or Scrubber(hook, config)
+    messages = thread.messages
+    texts = scrubber.texts([message.text for message in messages], record)
+    if all(text is message.text for text, message in zip(texts, messages, strict=True)):
+        return thread
+    clean: list[Message] = [
+        message if text == message.text else message.model_copy(update={"text": text})
+        for text, message in zip(texts, messages, strict=True)
+    ]
+    return thread.model_copy(update={"messages": clean})
 
 
 def sha256_file(path: Path) -> str:
@@ -145,6 +158,7 @@ def ingest(run: RunConfig, context: RunContext) -> IngestResult:
     )
     scrubbed: Counter[str] = Counter()
     report.platform = source_platform(source)
+    scrubber = Scrubber(context.hook, run.settings.scrub)
     threads = with_user_labels(checked(source.threads(report), run["source"].name), workspace)
     threads = on_platform(threads, report.platform)
     session_gap = run.settings.dataset.session_gap_minutes
@@ -159,7 +173,7 @@ def ingest(run: RunConfig, context: RunContext) -> IngestResult:
             report.messages_seen += len(thread.messages)
             held_out = eval_out is not None and eval_share(thread, eval_fraction)
             out = eval_out if held_out and eval_out is not None else train_out
-            clean = scrub_thread(thread, context.hook, scrubbed, run.settings.scrub)
+            clean = scrub_thread(thread, context.hook, scrubbed, run.settings.scrub, scrubber)
             if not held_out:  # a shared base model must never have seen a held-out thread
                 corpus.add(clean)
             for example in formatter.examples(clean, persona, report):
