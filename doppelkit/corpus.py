@@ -36,6 +36,8 @@ from doppelkit.models import Thread
 from doppelkit.mrkdwn import clean
 
 CORPUS_SUFFIX = ".jsonl"
+# The string encoder ``json.dumps(..., ensure_ascii=False)`` uses (the C one when available).
+_encode_string = json.encoder.encode_basestring
 
 
 class Said(NamedTuple):
@@ -51,14 +53,33 @@ def conversation(thread: Thread) -> list[Said]:
     from doppelkit.builtins.formatters.turns import CONVERSATIONAL_SUBTYPES
 
     channels = {thread.channel: thread.channel_name} if thread.channel_name else {}
+    labels = thread.user_labels
     said = []
     for message in thread.messages:
         if message.is_bot or message.subtype not in CONVERSATIONAL_SUBTYPES or not message.user:
             continue
-        text = clean(message.text, thread.user_labels, channels).strip()
+        text = clean(message.text, labels, channels).strip()
         if text:
-            said.append(Said(thread.user_labels.get(message.user, message.user), text))
+            said.append(Said(labels.get(message.user, message.user), text))
     return said
+
+
+def corpus_line(thread: Thread, team: str) -> bytes | None:
+    """The thread as one corpus line (UTF-8, ending in a newline), or None when it has no place
+    in ``team``'s corpus: private, another team's, or nobody's words.
+
+    Exactly ``json.dumps({"messages": [{"speaker": …, "text": …}, …]}, ensure_ascii=False)``
+    (a test compares them), written out with the standard library's own string encoder: ingest
+    writes one per thread, and the generic encoder cost more than finding the words.
+    """
+    if thread.private or thread.team != team:
+        return None
+    said = conversation(thread)
+    if not said:
+        return None
+    encode = _encode_string
+    turns = ", ".join(f'{{"speaker": {encode(who)}, "text": {encode(text)}}}' for who, text in said)
+    return f'{{"messages": [{turns}]}}\n'.encode()
 
 
 @dataclass(frozen=True)
@@ -93,17 +114,17 @@ class CorpusWriter:
 
     def add(self, thread: Thread) -> None:
         """Append one (scrubbed, train-split) conversation; private ones and other teams' are skipped."""
+        line = corpus_line(thread, self.team)
+        if line is not None:
+            self.add_lines(line, 1)
+
+    def add_lines(self, lines: bytes, documents: int) -> None:
+        """Append ``documents`` lines made by :func:`corpus_line` (for this team), in order."""
         assert self._out is not None, "use CorpusWriter as a context manager"
-        if thread.private or thread.team != self.team:
-            return
-        said = conversation(thread)
-        if not said:
-            return
-        record = {"messages": [m._asdict() for m in said]}
-        line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
-        self._digest.update(line)
-        self._out.write(line)
-        self._documents += 1
+        if documents:
+            self._digest.update(lines)
+            self._out.write(lines)
+            self._documents += documents
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

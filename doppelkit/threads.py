@@ -11,9 +11,9 @@ Both work one thread at a time, so ingest keeps streaming in bounded memory:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
-from doppelkit.models import Thread, Workspace
+from doppelkit.models import Thread, Workspace, updated
 from doppelkit.mrkdwn import mentioned_user_ids
 
 
@@ -30,15 +30,28 @@ def referenced_user_ids(thread: Thread) -> set[str]:
 
 def with_user_labels(threads: Iterable[Thread], workspace: Workspace) -> Iterator[Thread]:
     """Fill each thread's ``user_labels`` from ``workspace`` (labels a source set are kept)."""
-    labels = {user.id: user.label for user in workspace.users}
+    return label_threads(threads, {user.id: user.label for user in workspace.users})
+
+
+def label_threads(threads: Iterable[Thread], labels: Mapping[str, str]) -> Iterator[Thread]:
+    """:func:`with_user_labels` with the workspace's labels already collected (ID → label).
+
+    Runs once per thread of a workspace, so it looks at each message once and copies a thread
+    only when it gains labels (without re-validating it, see :func:`~doppelkit.models.updated`).
+    """
     for thread in threads:
-        missing = {
-            uid: labels[uid]
-            for uid in referenced_user_ids(thread)
-            if uid in labels and uid not in thread.user_labels
-        }
+        have = thread.user_labels
+        missing: dict[str, str] = {}
+        for message in thread.messages:
+            user = message.user
+            if user and user not in have and user in labels:
+                missing[user] = labels[user]
+            if "<@" in message.text:
+                for mentioned in mentioned_user_ids(message.text):
+                    if mentioned not in have and mentioned in labels:
+                        missing[mentioned] = labels[mentioned]
         if missing:
-            thread = thread.model_copy(update={"user_labels": {**thread.user_labels, **missing}})
+            thread = updated(thread, user_labels={**have, **missing})
         yield thread
 
 
@@ -68,6 +81,41 @@ def merge_session(parts: list[Thread]) -> Thread:
     )
 
 
+class SessionGrouper:
+    """:func:`group_sessions` one thread at a time (``feed``, then ``flush`` at the end).
+
+    ``ingest`` drives it directly, so work split by channel can tell where a channel's first
+    lone message arrived and which session was still open at its end (see
+    :mod:`doppelkit.ingestion`).
+    """
+
+    def __init__(self, gap_minutes: float) -> None:
+        self.gap_seconds = gap_minutes * 60.0
+        self.pending: list[Thread] = []
+
+    def feed(self, thread: Thread) -> list[Thread]:
+        """The threads ready to go on, in order, now that ``thread`` arrived."""
+        if not is_lone_top_level(thread):
+            return [thread]
+        ready: list[Thread] = []
+        if self.pending:
+            last = self.pending[-1]
+            same_channel = (last.team, last.channel) == (thread.team, thread.channel)
+            delta = thread.messages[0].ts_key - last.messages[0].ts_key
+            if same_channel and 0 <= delta <= self.gap_seconds:
+                self.pending.append(thread)
+                return ready
+            ready.append(merge_session(self.pending))
+        self.pending = [thread]
+        return ready
+
+    def flush(self) -> list[Thread]:
+        """The session still open at the end of the stream, if any."""
+        ready = [merge_session(self.pending)] if self.pending else []
+        self.pending = []
+        return ready
+
+
 def group_sessions(threads: Iterable[Thread], gap_minutes: float) -> Iterator[Thread]:
     """Merge lone top-level messages of a channel less than ``gap_minutes`` apart.
 
@@ -75,22 +123,10 @@ def group_sessions(threads: Iterable[Thread], gap_minutes: float) -> Iterator[Th
     channel order. Here consecutive ones of the same channel whose timestamps are at most
     ``gap_minutes`` apart become one session; threads with replies pass through untouched (a
     thread is its own conversation) and do not interrupt a session. A session's ``ts`` is its
-    first message's, so the held-out split stays deterministic.
+    first message's, so the held-out split stays deterministic. A session goes on when the next
+    lone message does not belong to it, or at the end.
     """
-    gap_seconds = gap_minutes * 60.0
-    pending: list[Thread] = []
+    grouper = SessionGrouper(gap_minutes)
     for thread in threads:
-        if not is_lone_top_level(thread):
-            yield thread
-            continue
-        if pending:
-            last = pending[-1]
-            same_channel = (last.team, last.channel) == (thread.team, thread.channel)
-            delta = thread.messages[0].ts_key - last.messages[0].ts_key
-            if same_channel and 0 <= delta <= gap_seconds:
-                pending.append(thread)
-                continue
-            yield merge_session(pending)
-        pending = [thread]
-    if pending:
-        yield merge_session(pending)
+        yield from grouper.feed(thread)
+    yield from grouper.flush()

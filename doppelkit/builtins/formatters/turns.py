@@ -17,9 +17,10 @@ is why the prompt a persona sees in Slack is byte-for-byte the prefix it was tra
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from doppelkit.builtins.formatters.options import ThreadOptions, fill_system_prompt
 from doppelkit.models import ChatMessage, DatasetReport, Example, Message, Persona, Role, Thread
@@ -51,8 +52,7 @@ def join_reply(parts: list[str]) -> str:
     return REPLY_SEPARATOR.join(parts)
 
 
-@dataclass(frozen=True, slots=True)
-class Line:
+class Line(NamedTuple):
     """One conversational message, cleaned."""
 
     ts: str
@@ -61,8 +61,7 @@ class Line:
     is_persona: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Unit:
+class Unit(NamedTuple):
     """A line as the context shows it: in a user turn with a speaker tag, or as (part of) an
     assistant turn."""
 
@@ -75,8 +74,7 @@ class Unit:
         return self.text if self.role == "assistant" else f"{self.speaker}: {self.text}"
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(NamedTuple):
     """A qualifying persona run: lines ``[start, end)``."""
 
     start: int
@@ -101,28 +99,43 @@ def read_lines(
     both read ``@<persona label>``, so a question to the bot in Slack looks like a question to
     the person in training.
     """
+    persona_id, persona_label = persona.id, persona.label
     labels = dict(thread.user_labels)
-    labels[persona.id] = persona.label
+    labels[persona_id] = persona_label
     if bot_user_id:
-        labels[bot_user_id] = persona.label
+        labels[bot_user_id] = persona_label
     channels = {thread.channel: thread.channel_name} if thread.channel_name else {}
+    include_bots = options.include_bots
     lines: list[Line] = []
+    events = bots = empty = mine_count = 0
+    # Runs once per message of a workspace at ingest: plain locals, counts added at the end.
     for message in thread.messages:
-        if message.subtype not in CONVERSATIONAL_SUBTYPES and not message.is_bot:
-            report.drop("system_event")
-            continue
-        if message.is_bot and not options.include_bots:
-            report.drop("bot")
+        is_bot = message.is_bot
+        if is_bot:
+            if not include_bots:
+                bots += 1
+                continue
+        elif message.subtype not in CONVERSATIONAL_SUBTYPES:
+            events += 1
             continue
         text = clean(message.text, labels, channels).strip()
-        mine = is_persona_message(message, persona)
         if not text:
-            report.drop("empty")
+            empty += 1
             continue
+        user = message.user
+        mine = not is_bot and user is not None and user == persona_id
         if mine:
-            report.candidate_persona_messages += 1
-        speaker = labels.get(message.user, message.user) if message.user else "bot"
+            mine_count += 1
+        speaker = labels.get(user, user) if user else "bot"
         lines.append(Line(message.ts, speaker, text, mine))
+    if events:
+        report.drop("system_event", events)
+    if bots:
+        report.drop("bot", bots)
+    if empty:
+        report.drop("empty", empty)
+    if mine_count:
+        report.candidate_persona_messages += mine_count
     return lines
 
 
@@ -151,6 +164,11 @@ class ThreadTurns:
                     self.too_short += end - start
             start = end
         self.units = [Unit(role, line.speaker, line.text) for role, line in zip(roles, lines, strict=True)]
+        # What each unit costs in the context budget: its rendered length plus the line break.
+        self.costs = [
+            len(text) + 1 if role == "assistant" else len(speaker) + len(text) + 3
+            for role, speaker, text in self.units
+        ]
 
     def context(self, end: int) -> list[Unit]:
         """The most recent units before line ``end`` within the context budget.
@@ -162,9 +180,10 @@ class ThreadTurns:
         max_chars, max_messages = self.options.max_context_chars, self.options.max_context_messages
         if end == 0 or max_chars == 0 or max_messages == 0:
             return []
+        costs = self.costs
         start, used = end, 0
         while start > 0 and end - start < max_messages:
-            cost = len(self.units[start - 1].rendered) + 1  # +1 for the line break joining lines
+            cost = costs[start - 1]  # the rendered line and the line break joining lines
             if used + cost > max_chars:
                 break
             used += cost
@@ -180,9 +199,9 @@ class ThreadTurns:
 
     def prompt_messages(self, system: str, units: list[Unit]) -> list[ChatMessage]:
         """System prompt + context ``units`` as alternating chat turns, starting with a user."""
-        messages = [ChatMessage(role="system", content=system)]
+        messages = [_chat(role="system", content=system)]
         if not units or units[0].role == "assistant":
-            messages.append(ChatMessage(role="user", content=self.options.empty_context_text))
+            messages.append(_chat(role="user", content=self.options.empty_context_text))
         group: list[Unit] = []
         for unit in units:
             if group and unit.role != group[0].role:
@@ -194,11 +213,16 @@ class ThreadTurns:
         return messages
 
 
+# Turns and examples are built from values that are already the right types: constructing
+# them without validation (the same objects, a test checks) keeps formatting linear and cheap.
+_chat = functools.partial(ChatMessage.model_construct)
+
+
 def _turn(units: list[Unit]) -> ChatMessage:
     role = units[0].role
     if role == "assistant":
-        return ChatMessage(role=role, content=join_reply([u.text for u in units]))
-    return ChatMessage(role=role, content="\n".join(u.rendered for u in units))
+        return _chat(role=role, content=join_reply([u.text for u in units]))
+    return _chat(role=role, content="\n".join(u.rendered for u in units))
 
 
 def system_prompt(options: ThreadOptions, thread: Thread, persona: Persona) -> str:
@@ -226,8 +250,8 @@ def thread_examples(
         context = turns.context(reply.start)
         messages = turns.prompt_messages(system, context)
         response = join_reply([line.text for line in turns.lines[reply.start : reply.end]])
-        messages.append(ChatMessage(role="assistant", content=response))
-        yield Example(
+        messages.append(_chat(role="assistant", content=response))
+        yield Example.model_construct(
             messages=messages,
             meta={
                 "team": thread.team,
