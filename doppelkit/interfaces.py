@@ -99,6 +99,43 @@ class Source(Component, Protocol):
     def threads(self, report: DatasetReport) -> Iterator[Thread]: ...
 
 
+@dataclass(frozen=True)
+class Partition:
+    """One independent part of a workspace (a Slack export's channel), as a
+    :class:`PartitionedSource` lists it: ``key`` is whatever the source needs to read it again
+    (picklable), ``size`` a rough measure of its work (bytes to read) for scheduling and the
+    progress bar, ``label`` a name to show."""
+
+    key: Any
+    size: int = 0
+    label: str = ""
+
+
+@runtime_checkable
+class PartitionedSource(Source, Protocol):
+    """A source whose threads fall into independent parts that can be read in parallel.
+
+    ``ingest`` reads such a source with a pool of worker processes on large workspaces (one
+    part per task, results written in part order, so the dataset is byte-identical to reading
+    ``threads``). The contract, checked by :class:`~doppelkit.testing.contracts.SourceContract`:
+
+    * ``threads(report)`` yields exactly ``partition_threads(p, report)`` for each ``p`` of
+      ``partitions(report)``, in order, and records the same things in ``report``;
+    * every thread of one channel is in one part, and a part reads nothing another part needs;
+    * ``partition_threads`` works in a forked child process (reopen files there, never share a
+      handle with the parent).
+    """
+
+    def partitions(self, report: DatasetReport) -> list[Partition]:
+        """The parts, in order; records in ``report`` what ``threads`` records before its
+        first thread (skipped files, folders that are not read)."""
+        ...
+
+    def partition_threads(self, partition: Partition, report: DatasetReport) -> Iterator[Thread]:
+        """The threads of one part, in order, recording what it drops in ``report``."""
+        ...
+
+
 @dataclass
 class Rendered:
     """A tokenised training example: ``labels`` is ``-100`` wherever loss is not taken."""

@@ -16,17 +16,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
 from rich.console import Console
 
 from doppelkit.config import RunConfig, Selection
 from doppelkit.corpus import CorpusWriter
 from doppelkit.errors import InputDataError, PersonaError
 from doppelkit.home import Home, atomic_write, write_json
+from doppelkit.ingestion import (
+    IngestProgress,
+    Piece,
+    Work,
+    parallel_pieces,
+    parts_stream,
+    serial_pieces,
+    worker_count,
+)
+from doppelkit.ingestion import eval_share as eval_share  # the held-out split, also imported from here
 from doppelkit.interfaces import (
     Engine,
     Formatter,
     Frontend,
+    PartitionedSource,
     RunContext,
     Source,
     Trainer,
@@ -38,7 +48,6 @@ from doppelkit.persona import resolve_persona, select_persona
 from doppelkit.plugins import Scrubber
 from doppelkit.registry import Registries
 from doppelkit.settings import ScrubConfig
-from doppelkit.threads import group_sessions, with_user_labels
 
 REPORT_SUFFIX = ".report.json"
 EVAL_SUFFIX = ".eval.jsonl"
@@ -80,15 +89,6 @@ def dataset_paths(run: RunConfig, home: Home, persona: Persona) -> DatasetPaths:
     if train.is_dir():
         raise InputDataError(f"dataset.path={str(train)!r} is a directory; give a .jsonl file path.")
     return DatasetPaths.beside(train)
-
-
-def eval_share(thread: Thread, fraction: float) -> bool:
-    """Deterministic held-out split by thread: the same thread always lands on the same side."""
-    if fraction <= 0:
-        return False
-    key = f"{thread.team}/{thread.channel}/{thread.ts}".encode()
-    bucket = int.from_bytes(hashlib.sha256(key).digest()[:8], "big") / 2**64
-    return bucket < fraction
 
 
 def scrub_thread(
@@ -138,14 +138,17 @@ def ingest(run: RunConfig, context: RunContext) -> IngestResult:
     """Source → scrub → formatter → dataset JSONL (+ held-out JSONL + report), all atomic.
 
     The same pass writes the team's workspace corpus (train-split threads, every person; see
-    :mod:`doppelkit.corpus`), which the tiny base model learns from.
+    :mod:`doppelkit.corpus`), which the tiny base model learns from. The work itself is in
+    :mod:`doppelkit.ingestion`: in this process, or over worker processes for a large source
+    that splits into parts (the output is the same bytes either way).
     """
     source: Source = make(run["source"], context)
     formatter: Formatter = make(run["formatter"], context)
     workspace = source.workspace()
     persona = resolve_persona(run.settings.persona, workspace)
     paths = dataset_paths(run, context.home, persona)
-    eval_fraction = run.settings.dataset.eval_fraction
+    dataset = run.settings.dataset
+    eval_fraction = dataset.eval_fraction
     report = DatasetReport(
         source=run["source"].name,
         formatter=run["formatter"].name,
@@ -158,31 +161,44 @@ def ingest(run: RunConfig, context: RunContext) -> IngestResult:
     )
     scrubbed: Counter[str] = Counter()
     report.platform = source_platform(source)
-    scrubber = Scrubber(context.hook, run.settings.scrub)
-    threads = with_user_labels(checked(source.threads(report), run["source"].name), workspace)
-    threads = on_platform(threads, report.platform)
-    session_gap = run.settings.dataset.session_gap_minutes
-    if session_gap:
-        threads = group_sessions(threads, session_gap)
+    work = Work(
+        persona=persona,
+        formatter=formatter,
+        scrubber=Scrubber(context.hook, run.settings.scrub),
+        labels={user.id: user.label for user in workspace.users},
+        eval_fraction=eval_fraction,
+        session_gap_minutes=dataset.session_gap_minutes,
+        corpus_team=persona.team,
+        source_name=run["source"].name,
+        platform=report.platform,
+    )
+    partitioned = source if isinstance(source, PartitionedSource) else None
+    parts = partitioned.partitions(report) if partitioned is not None else None
     with contextlib.ExitStack() as stack:
         train_out = stack.enter_context(atomic_write(paths.train))
         eval_out = stack.enter_context(atomic_write(paths.eval)) if eval_fraction > 0 else None
         corpus = stack.enter_context(CorpusWriter(context.home, persona.team))
-        for thread in threads:
-            report.threads_seen += 1
-            report.messages_seen += len(thread.messages)
-            held_out = eval_out is not None and eval_share(thread, eval_fraction)
-            out = eval_out if held_out and eval_out is not None else train_out
-            clean = scrub_thread(thread, context.hook, scrubbed, run.settings.scrub, scrubber)
-            if not held_out:  # a shared base model must never have seen a held-out thread
-                corpus.add(clean)
-            for example in formatter.examples(clean, persona, report):
-                out.write(example.model_dump_json() + "\n")
-                report.examples_kept += 1
-                if held_out:
-                    report.eval_examples += 1
-                else:
-                    report.train_examples += 1
+        done = [0]  # bytes of the source read to the end, for progress
+        pieces: Iterator[Piece]
+        if partitioned is None or parts is None:
+            pieces = serial_pieces(work, source.threads(report), report, scrubbed)
+        elif (workers := worker_count(dataset.workers, parts)) > 1:
+            pieces = parallel_pieces(work, partitioned, parts, workers)  # forks before the bar starts
+        else:
+            pieces = serial_pieces(work, parts_stream(partitioned, parts, report, done), report, scrubbed)
+        total = sum(p.size for p in parts) if parts else 0
+        progress = stack.enter_context(IngestProgress(context.console, total))
+        for piece in pieces:
+            train_out.write(piece.train)
+            if eval_out is not None:
+                eval_out.write(piece.eval)
+            corpus.add_lines(piece.corpus, piece.corpus_documents)
+            if piece.report is not None:
+                report.merge(piece.report)
+            if piece.scrubbed is not None:
+                scrubbed.update(piece.scrubbed)
+            progress.advance(piece.messages, piece.size + done[0])
+            done[0] = 0
         if report.examples_kept == 0:
             # Raising inside the block removes the temp files: nothing half-written stays.
             raise PersonaError(no_examples_message(persona, report))
@@ -190,6 +206,8 @@ def ingest(run: RunConfig, context: RunContext) -> IngestResult:
         # A held-out file from an earlier ingest now overlaps the training set: never evaluate on it.
         paths.eval.unlink(missing_ok=True)
     report.count_scrubbed(scrubbed)
+    # Sorted, so the report reads the same however many processes counted (and in what order).
+    report.drops, report.scrubbed = dict(sorted(report.drops.items())), dict(sorted(report.scrubbed.items()))
     report.dataset_sha256 = sha256_file(paths.train)
     if corpus.written is not None:
         report.corpus_path, report.corpus_sha256 = str(corpus.written.path), corpus.written.sha256
@@ -201,25 +219,6 @@ def source_platform(source: Source) -> str:
     """The chat platform a source reads ("Slack"), from its optional ``platform`` attribute."""
     platform = getattr(source, "platform", "")
     return platform.strip() if isinstance(platform, str) else ""
-
-
-def on_platform(threads: Iterator[Thread], platform: str) -> Iterator[Thread]:
-    for thread in threads:
-        yield thread if thread.platform or not platform else thread.model_copy(update={"platform": platform})
-
-
-def checked(threads: Iterator[Thread], source: str) -> Iterator[Thread]:
-    """The source's threads; a message it cannot build (a bad ``ts``, …) is the source's or its
-    input's fault: say which source and what, in one line, instead of a traceback."""
-    try:
-        yield from threads
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(p) for p in error["loc"]) or "value"
-        why = str(error["msg"]).removeprefix("Value error, ")
-        raise InputDataError(
-            f"source={source} gave an invalid {exc.title}: {where}: {why} (got {error['input']!r})"
-        ) from None
 
 
 def no_examples_message(persona: Persona, report: DatasetReport) -> str:

@@ -45,6 +45,12 @@ class DatasetConfig(_Section):
         description="merge lone top-level messages of a channel this close together into one "
         "conversation; null = off",
     )
+    workers: int | None = Field(
+        None,
+        ge=1,
+        description="processes ingest reads a large export with (one channel each, output in order, "
+        "so the same bytes); null = one per available core when the export is large; 1 = this process",
+    )
 
 
 class ScrubConfig(_Section):

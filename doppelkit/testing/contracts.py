@@ -16,14 +16,34 @@ pipeline. The suites check behaviour the rest of doppelkit depends on, not imple
 from __future__ import annotations
 
 import itertools
+import multiprocessing
+import pickle
 from typing import Any
 
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from doppelkit.interfaces import Backend, Engine, Formatter, Frontend, Rendered, Source, Trainer, TrainJob
+from doppelkit.interfaces import (
+    Backend,
+    Engine,
+    Formatter,
+    Frontend,
+    PartitionedSource,
+    Rendered,
+    Source,
+    Trainer,
+    TrainJob,
+)
 from doppelkit.models import ChatMessage, DatasetReport, Example, Message, Persona, Thread, validate_safe_id
 from doppelkit.registry import Registry
+
+_forked: tuple[Any, list[Any]] | None = None  # what a forked reader inherits (source, parts)
+
+
+def _read_part_dumped(index: int) -> list[dict[str, Any]]:
+    assert _forked is not None
+    source, parts = _forked
+    return [t.model_dump() for t in source.partition_threads(parts[index], DatasetReport())]
 
 
 def check_component_class(component: type[Any], kind: str) -> None:
@@ -70,6 +90,36 @@ class SourceContract:
         first = [t.model_dump() for t in source.threads(DatasetReport())]
         second = [t.model_dump() for t in source.threads(DatasetReport())]
         assert first == second, "reading the same workspace twice gives the same threads"
+
+    def test_parts_read_as_the_whole(self, source: Source) -> None:
+        """A PartitionedSource: its parts, read one by one, are its threads (see the protocol)."""
+        if not isinstance(source, PartitionedSource):
+            pytest.skip("not a PartitionedSource")
+        whole_report, parts_report = DatasetReport(), DatasetReport()
+        whole = [t.model_dump() for t in source.threads(whole_report)]
+        parts = source.partitions(parts_report)
+        pickle.loads(pickle.dumps(parts))  # parts travel to worker processes
+        by_part = [[t.model_dump() for t in source.partition_threads(p, parts_report)] for p in parts]
+        assert [t for threads in by_part for t in threads] == whole
+        assert parts_report.model_dump(exclude={"created"}) == whole_report.model_dump(exclude={"created"})
+        channels = [{t["channel"] for t in threads} for threads in by_part]
+        assert sum(map(len, channels)) == len(set().union(*channels)), "a channel spans two parts"
+
+    def test_parts_can_be_read_in_a_forked_process(self, source: Source) -> None:
+        if not isinstance(source, PartitionedSource):
+            pytest.skip("not a PartitionedSource")
+        if "fork" not in multiprocessing.get_all_start_methods():
+            pytest.skip("no fork here")
+        global _forked
+        parts = source.partitions(DatasetReport())
+        here = [[t.model_dump() for t in source.partition_threads(p, DatasetReport())] for p in parts]
+        _forked = (source, parts)  # inherited by the forked workers, as ingest's are
+        try:
+            with multiprocessing.get_context("fork").Pool(2) as pool:
+                there = pool.map(_read_part_dumped, range(len(parts)))
+        finally:
+            _forked = None
+        assert there == here
 
 
 class FormatterContract:

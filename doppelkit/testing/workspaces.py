@@ -14,7 +14,8 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from doppelkit.config import RunConfig, Selection
-from doppelkit.interfaces import RunContext
+from doppelkit.errors import InputDataError
+from doppelkit.interfaces import Partition, RunContext
 from doppelkit.models import DatasetReport, Thread, Workspace
 from doppelkit.settings import ScrubConfig
 
@@ -41,6 +42,45 @@ def static_source(workspace: Workspace, threads: Sequence[Thread], platform: str
     return StaticSource
 
 
+def partitioned_source(workspace: Workspace, threads: Sequence[Thread], platform: str = "") -> type[Any]:
+    """Like :func:`static_source`, but a :class:`~doppelkit.interfaces.PartitionedSource`: one
+    part per channel (in order of first appearance), so ``ingest`` may read it with worker
+    processes. A thread whose text contains ``FAIL-IN-PART`` makes reading its part raise."""
+    channels = list(dict.fromkeys(t.channel for t in threads))
+
+    class PartitionedStaticSource:
+        name: ClassVar[str] = "static_parts"
+
+        class Config(BaseModel):
+            model_config = ConfigDict(extra="forbid")
+
+        def __init__(self, config: Any, context: RunContext) -> None:
+            self.platform = platform
+
+        def workspace(self) -> Workspace:
+            return workspace
+
+        def threads(self, report: DatasetReport) -> Iterator[Thread]:
+            for part in self.partitions(report):
+                yield from self.partition_threads(part, report)
+
+        def partitions(self, report: DatasetReport) -> list[Partition]:
+            return [
+                Partition(channel, sum(len(t.messages) for t in threads if t.channel == channel), channel)
+                for channel in channels
+            ]
+
+        def partition_threads(self, partition: Partition, report: DatasetReport) -> Iterator[Thread]:
+            report.drop(f"read:{partition.key}")
+            for thread in threads:
+                if thread.channel == partition.key:
+                    if any("FAIL-IN-PART" in m.text for m in thread.messages):
+                        raise InputDataError(f"part {partition.key} is damaged")
+                    yield thread
+
+    return PartitionedStaticSource
+
+
 def ingest_config(
     home: Path,
     workspace: Workspace,
@@ -48,19 +88,22 @@ def ingest_config(
     persona: str,
     scrub: ScrubConfig | None = None,
     platform: str = "",
+    *,
+    partitioned: bool = False,
     **formatter_options: Any,
 ) -> RunConfig:
     """The run config of ``doppelkit ingest persona.user=<persona>`` over these threads.
 
-    ``eval_fraction`` and ``session_gap_minutes`` go to ``dataset.*``; other options to the
-    chat formatter."""
+    ``partitioned``: the source splits by channel (:func:`partitioned_source`).
+    ``eval_fraction``, ``session_gap_minutes`` and ``workers`` go to ``dataset.*``; other
+    options to the chat formatter."""
     from doppelkit.builtins.formatters import ChatFormatter
     from doppelkit.settings import Settings
 
-    source = static_source(workspace, threads, platform)
+    source = (partitioned_source if partitioned else static_source)(workspace, threads, platform)
     dataset = {
         k: formatter_options.pop(k)
-        for k in ("eval_fraction", "session_gap_minutes")
+        for k in ("eval_fraction", "session_gap_minutes", "workers")
         if k in formatter_options
     }
     settings = Settings.model_validate(

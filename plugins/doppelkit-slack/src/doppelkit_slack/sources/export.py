@@ -17,14 +17,17 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
+import os
 from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from doppelkit.errors import InputDataError
-from doppelkit.interfaces import RunContext
+from doppelkit.interfaces import Partition, RunContext
 from doppelkit.models import ID, DatasetReport, Thread, User, Workspace, validate_safe_id
 from doppelkit_slack.messages import assemble_threads, bot_names_from_users, user_from_record
 from doppelkit_slack.sources.reader import (
@@ -60,6 +63,17 @@ def cyclic_gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+@dataclass(frozen=True)
+class _Reader:
+    """The export opened by one process, with what every channel's reading needs."""
+
+    pid: int
+    export: SlackExport
+    team: str
+    bot_users: frozenset[str]
+    bot_names: dict[str, str]
 
 
 class SlackExportSource:
@@ -99,6 +113,7 @@ class SlackExportSource:
     def __init__(self, config: Config, context: RunContext) -> None:
         self.config = config
         self.context = context
+        self._opened: _Reader | None = None
 
     @property
     def path(self) -> Path:
@@ -142,30 +157,68 @@ class SlackExportSource:
             return Workspace(team=self._team(export, users), users=users, default_persona=default)
 
     def threads(self, report: DatasetReport) -> Iterator[Thread]:
-        with self.open() as export:
-            users = self._users(export)
-            team = self._team(export, users)
-            bot_users = frozenset(u.id for u in users if u.is_bot)
-            bot_names = bot_names_from_users(export.users())
-            channels = export.channels(include_private=self.config.include_private)
-            for path, reason in export.ignored:
-                report.skip_file(path, reason)
-            self._account_for_unread_folders(export, channels, report)
-            for channel in channels:
-                if channel.folder is None:
-                    continue  # listed, but no messages were exported
-                # A generator: each day file's parsed JSON is dropped once it is consumed.
-                raw = (m for _, day in export.iter_day_files(channel, on_skip=report.skip_file) for m in day)
-                with cyclic_gc_paused():
-                    threads = assemble_threads(
-                        raw,
-                        team=team,
-                        channel=channel,
-                        report=report,
-                        bot_users=bot_users,
-                        bot_names=bot_names,
-                    )
-                yield from threads
+        try:
+            for part in self.partitions(report):
+                yield from self.partition_threads(part, report)
+        finally:
+            self._close_reader()
+
+    def partitions(self, report: DatasetReport) -> list[Partition]:
+        """One part per channel with a folder, in reading order (``ingest`` may read them in
+        worker processes); sized by their day files' bytes."""
+        export = self._reader().export  # a missing or broken users.json fails here
+        channels = export.channels(include_private=self.config.include_private)
+        for path, reason in export.ignored:
+            report.skip_file(path, reason)
+        self._account_for_unread_folders(export, channels, report)
+        return [
+            Partition(channel, sum(map(export.file_size, export.day_files(channel))), channel.name)
+            for channel in channels
+            if channel.folder is not None  # listed, but no messages were exported
+        ]
+
+    def partition_threads(self, partition: Partition, report: DatasetReport) -> Iterator[Thread]:
+        """The threads of one channel. The export is opened once per process (a worker forked
+        by ``ingest`` opens its own: file handles are never shared with the parent)."""
+        reader = self._reader()
+        channel: Channel = partition.key
+        export = reader.export
+        # Lazily chained: each day file's parsed JSON is dropped once it is consumed.
+        raw = chain.from_iterable(day for _, day in export.iter_day_files(channel, on_skip=report.skip_file))
+        with cyclic_gc_paused():
+            threads = assemble_threads(
+                raw,
+                team=reader.team,
+                channel=channel,
+                report=report,
+                bot_users=reader.bot_users,
+                bot_names=reader.bot_names,
+            )
+        yield from threads
+
+    def _reader(self) -> _Reader:
+        reader = self._opened
+        if reader is None or reader.pid != os.getpid():
+            export = self.open()
+            try:
+                users = self._users(export)
+                reader = _Reader(
+                    pid=os.getpid(),
+                    export=export,
+                    team=self._team(export, users),
+                    bot_users=frozenset(u.id for u in users if u.is_bot),
+                    bot_names=bot_names_from_users(export.users()),
+                )
+            except BaseException:
+                export.close()
+                raise
+            self._opened = reader
+        return reader
+
+    def _close_reader(self) -> None:
+        reader, self._opened = self._opened, None
+        if reader is not None and reader.pid == os.getpid():
+            reader.export.close()
 
     def _account_for_unread_folders(
         self, export: SlackExport, channels: list[Channel], report: DatasetReport

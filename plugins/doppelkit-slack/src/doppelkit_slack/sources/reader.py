@@ -80,6 +80,9 @@ class ExportFileError(InputDataError):
         self.path, self.reason = path, reason
         super().__init__(f"{path}: {reason}")
 
+    def __reduce__(self) -> tuple[type[ExportFileError], tuple[str, str]]:
+        return ExportFileError, (self.path, self.reason)  # raised in ingest's worker processes too
+
 
 def is_day_file(name: str) -> bool:
     """True for a conversation's ``YYYY-MM-DD.json`` day file name (the base name only)."""
@@ -114,6 +117,8 @@ class _Files(Protocol):
     def names(self) -> list[str]: ...
 
     def read(self, name: str) -> bytes: ...
+
+    def size(self, name: str) -> int: ...
 
     def close(self) -> None: ...
 
@@ -220,6 +225,10 @@ class _ZipFiles:
             )
         return data
 
+    def size(self, name: str) -> int:
+        info = self._members.get(name)
+        return info.file_size if info is not None else 0
+
     def close(self) -> None:
         self._zip.close()
 
@@ -274,6 +283,12 @@ class _DirectoryFiles:
         if len(data) > size:
             raise ExportFileError(name, "the file grew while being read")
         return data
+
+    def size(self, name: str) -> int:
+        try:
+            return (self.root / name).stat().st_size
+        except OSError:
+            return 0
 
     def close(self) -> None:
         pass
@@ -345,6 +360,10 @@ class SlackExport:
     def read_bytes(self, name: str) -> bytes:
         """The raw bytes of one file (size-capped)."""
         return self._files.read(self._prefix + name)
+
+    def file_size(self, name: str) -> int:
+        """The size of one file in bytes (uncompressed; 0 if it cannot be told), without reading it."""
+        return self._files.size(self._prefix + name)
 
     def read_json(self, name: str) -> Any:
         """One file parsed as UTF-8 JSON; :class:`ExportFileError` if it is not."""
