@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 
 from doppelkit.errors import AmbiguousPersonaError, PersonaError
-from doppelkit.models import Persona, PersonaSelector, User, Workspace
+from doppelkit.models import Persona, PersonaSelector, User, Workspace, is_safe_id
 
 
 def _describe(user: User) -> str:
@@ -80,6 +80,13 @@ def resolve_persona(selector: PersonaSelector, workspace: Workspace) -> Persona:
     user = find_user(selector.user, workspace.users)
     if user.is_bot:
         raise PersonaError(f"persona.user={selector.user!r} is a bot ({_describe(user)}); choose a person.")
+    if not is_safe_id(user.id):
+        # Datasets and adapters are filed under the ID: one with '/' or '..' would leave home.
+        raise PersonaError(
+            f"persona.user={selector.user!r} is the member {user.id!r}, which is not a valid user ID "
+            "(letters, digits, '_', '.', '-'): the workspace's users.json is damaged or not from Slack. "
+            "Nothing was written; choose another persona or fix the export."
+        )
     return Persona(team=workspace.team, user=user)
 
 

@@ -87,3 +87,38 @@ def test_a_corrupt_day_file_is_reported_and_ingest_goes_on(tmp_path: Path) -> No
     report = json.loads(out.with_name("maya.report.json").read_text(encoding="utf-8"))
     assert [s["path"] for s in report["skipped_files"]] == ["general/2024-01-02.json"]
     assert report["examples_kept"] == 1
+
+
+def test_a_users_json_id_that_is_not_a_slack_id_is_one_line_exit_2_and_nothing_written(
+    tmp_path: Path,
+) -> None:
+    """Issue 11, class 10: an ID with '/' or '..' would become a path under home."""
+    people = [user("U1ANN", "ann"), user("U2/BOB", "bob"), user("../../evil", "evil")]
+    words = "a message long enough to be an example, about the quarterly planning"
+    export = write_export(
+        tmp_path / "export",
+        {
+            "general/2024-01-01.json": [
+                message("1704100000.000100", "U1ANN", f"ann: {words}"),
+                message("1704100100.000100", "U2/BOB", f"bob: {words}"),
+                message("1704100200.000100", "../../evil", f"evil: {words} <@U2/BOB>"),
+            ]
+        },
+        users=people,
+    )
+    home = tmp_path / "home"
+    for who in ("bob", "evil", "U2/BOB"):
+        result = run_cli(
+            ["ingest", f"source.path={export}", f"persona.user={who}", f"home={home}"],
+            cwd=tmp_path,
+            env=ENV,
+            timeout=120,
+        )
+        output = result.stdout + result.stderr
+        assert result.returncode == 2, output
+        assert "Traceback" not in output and len(output.strip().splitlines()) == 1, output
+        assert "not a valid" in output and "users.json" in output, output
+        assert not home.exists() or [p for p in home.rglob("*") if p.is_file()] == []
+    # The people with sound IDs are unaffected.
+    code, output, out = ingest(tmp_path, f"source.path={export}", "persona.user=ann")
+    assert code == 0, output
