@@ -405,3 +405,45 @@ def test_doppelkit_ingest_source_slack_end_to_end(tmp_path: Path) -> None:
         report = json.loads(out.with_name("maya.report.json").read_text(encoding="utf-8"))
         assert report["source"] == "slack" and report["team"] == SAMPLE_TEAM
         assert report["examples_kept"] > 300
+
+
+def test_a_deleted_thread_root_is_counted_once_as_by_the_export_source(
+    run_context: RunContext, tmp_path: Path
+) -> None:
+    """Issue 11, class 9: the Web API gives a deleted root (a tombstone) in the channel's history
+    and again at the head of its thread; the report counts it once, as the export source does."""
+    from slack_export_builders import channel, message, write_export
+
+    root = "1704100000.000100"
+    export = write_export(
+        tmp_path / "export",
+        {
+            "general/2024-01-01.json": [
+                message(
+                    root,
+                    "USLACKBOT",
+                    "This message was deleted.",
+                    subtype="tombstone",
+                    hidden=True,
+                    thread_ts=root,
+                    reply_count=2,
+                    latest_reply="1704100200.000100",
+                ),
+                message("1704100100.000100", "U1ANN", "a reply that outlived its root", thread_ts=root),
+                message("1704100200.000100", "U2BOB", "another one", thread_ts=root),
+                message(
+                    "1704100300.000100", "U2BOB", "<@U2BOB> has joined the channel", subtype="channel_join"
+                ),
+            ]
+        },
+        channels=[channel("C1GEN", "general")],
+    )
+    exported = DatasetReport()
+    export_source = SlackExportSource(SlackExportSource.Config(path=export), run_context)
+    from_export = dumps(export_source.threads(exported))
+    scraped = DatasetReport()
+    with FakeSlack.from_export(export) as slack:
+        from_api = dumps(api_source(slack, run_context).threads(scraped))
+        assert slack.calls_to("conversations.replies"), "the thread was fetched, its root with it"
+    assert from_api == from_export
+    assert scraped.drops == exported.drops == {"deleted": 1, "channel_join": 1}

@@ -426,7 +426,8 @@ def assemble_threads(
     ``ts``; a top-level message without replies is a one-message thread; replies whose root is
     missing still form a thread (its ``ts`` is their ``thread_ts``). A message seen twice (the
     same ``ts``, e.g. a ``thread_broadcast`` exported in the channel and the thread) is kept
-    once, in its thread. Threads are returned sorted by root ``ts``.
+    once, in its thread; a dropped record seen twice is counted once. Threads are returned sorted
+    by root ``ts``.
 
     ``bot_users`` are user IDs that are bots; ``bot_names`` maps bot IDs (``B…``) to names (see
     :func:`bot_names_from_users`), used with the messages' own ``username``/``bot_profile`` for
@@ -442,9 +443,17 @@ def assemble_threads(
     by_ts: dict[str, tuple[float, str, Message]] = {}
     labels: dict[str, dict[str, str]] = {}
     parse = _parse
+    dropped: set[Any] = set()  # the ts of records dropped so far
     for raw in raw_messages:
         parsed = parse(raw, bot_users)
         if isinstance(parsed, str):
+            # A record seen twice (a deleted thread root is in the channel's history and at the
+            # head of its thread) is counted once, as a message seen twice is kept once.
+            ts = raw.get("ts") if raw.__class__ is dict else None
+            if ts.__class__ is str or ts.__class__ is float or ts.__class__ is int:
+                if ts in dropped:
+                    continue
+                dropped.add(ts)
             drops[parsed] += 1
             continue
         fields = parsed[2].__dict__
