@@ -117,6 +117,7 @@ class _Collector:
     eval: list[str] = field(default_factory=list)
     corpus: list[bytes] = field(default_factory=list)
     messages: int = 0
+    channels: set[str] = field(default_factory=set)  # the channels counted in report.channels_read
 
     def add(self, threads: Iterable[Thread]) -> None:
         for thread in threads:
@@ -152,6 +153,15 @@ class _Collector:
 
         threads = self.batch
         texts = work.scrubber.texts([m.text for t in threads for m in t.messages], record)
+        # Who wrote how much (people only): suggestions when the persona has nothing to learn from.
+        authors = Counter(m.user for t in threads for m in t.messages if m.user and not m.is_bot)
+        for author, n in authors.items():
+            report.authors[author] = report.authors.get(author, 0) + n
+        for thread in threads:
+            if thread.channel not in self.channels:
+                self.channels.add(thread.channel)
+                report.channels_read += 1
+                report.private_channels_read += thread.private
         self.batch, self.batch_messages = [], 0
         start = 0
         persona, formatter, fraction = work.persona, work.formatter, work.eval_fraction

@@ -272,6 +272,9 @@ class DatasetReport(_Model):
     )
     threads_seen: int = Field(0, description="threads (and sessions) read from the source")
     messages_seen: int = Field(0, description="messages in them")
+    channels_read: int = Field(0, description="conversations the threads came from")
+    private_channels_read: int = Field(0, description="of which private (only with the source's opt-in)")
+    persona_messages: int = Field(0, description="messages by the persona in the threads read, used or not")
     platform: str | None = Field(
         None,
         description='what the source read (`Slack`; `""` when it does not say); `null`: ingested '
@@ -285,8 +288,19 @@ class DatasetReport(_Model):
         default_factory=dict,
         description="what was left out, by reason (`too_short`, `bot`, `channel_join`, …)",
     )
+    persona_drops: dict[str, int] = Field(
+        default_factory=dict,
+        description="the persona's own messages that did not become (part of) an example, by reason "
+        "(`too_short`, `empty`, `system_event`)",
+    )
     scrubbed: dict[str, int] = Field(
         default_factory=dict, description="what scrubbers redacted, by kind (`email`, `aws_access_key`, …)"
+    )
+    authors: dict[str, int] = Field(
+        default_factory=dict,
+        exclude=True,
+        description="messages per person (user ID) in the threads read, to suggest who else could be a "
+        "persona when this one has nothing to learn from; not saved",
     )
     skipped_files: list[SkippedFile] = Field(
         default_factory=list, description="input files not read, and why"
@@ -304,6 +318,10 @@ class DatasetReport(_Model):
         """Count ``n`` items dropped for ``reason`` (e.g. ``too_short``, ``bot``, ``private``)."""
         self.drops[reason] = self.drops.get(reason, 0) + n
 
+    def persona_drop(self, reason: str, n: int = 1) -> None:
+        """Count ``n`` of the persona's own messages not used for ``reason`` (also in :meth:`drop`)."""
+        self.persona_drops[reason] = self.persona_drops.get(reason, 0) + n
+
     def count_scrubbed(self, counts: Counter[str] | dict[str, int]) -> None:
         for kind, n in counts.items():
             self.scrubbed[kind] = self.scrubbed.get(kind, 0) + n
@@ -318,12 +336,19 @@ class DatasetReport(_Model):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for reason, n in other.drops.items():
             self.drop(reason, n)
+        for reason, n in other.persona_drops.items():
+            self.persona_drop(reason, n)
+        for author, n in other.authors.items():
+            self.authors[author] = self.authors.get(author, 0) + n
         self.count_scrubbed(other.scrubbed)
         self.skipped_files.extend(other.skipped_files)
 
     COUNTS: ClassVar[tuple[str, ...]] = (
         "threads_seen",
         "messages_seen",
+        "channels_read",
+        "private_channels_read",
+        "persona_messages",
         "candidate_persona_messages",
         "examples_kept",
         "train_examples",

@@ -199,9 +199,11 @@ def ingest(run: RunConfig, context: RunContext) -> IngestResult:
                 scrubbed.update(piece.scrubbed)
             progress.advance(piece.messages, piece.size + done[0])
             done[0] = 0
+        report.persona_messages = report.authors.get(persona.id, 0)
         if report.examples_kept == 0:
             # Raising inside the block removes the temp files: nothing half-written stays.
-            raise PersonaError(no_examples_message(persona, report))
+            min_length = getattr(run["formatter"].config, "min_length", None)
+            raise PersonaError(no_examples_message(persona, report, dict(work.labels), min_length))
     if eval_fraction <= 0:
         # A held-out file from an earlier ingest now overlaps the training set: never evaluate on it.
         paths.eval.unlink(missing_ok=True)
@@ -221,13 +223,48 @@ def source_platform(source: Source) -> str:
     return platform.strip() if isinstance(platform, str) else ""
 
 
-def no_examples_message(persona: Persona, report: DatasetReport) -> str:
-    drops = ", ".join(f"{k}: {v}" for k, v in sorted(report.drops.items())) or "none"
-    return (
-        f"{persona.label} ({persona.id}) has no usable messages in this workspace: "
-        f"{report.threads_seen} threads read, {report.candidate_persona_messages} messages by them, "
-        f"drops by reason: {drops}. Choose another persona, or lower formatter.min_length."
+# How the persona's own unused messages are named in the "no usable messages" error.
+_PERSONA_DROP_NAMES = {"too_short": "too short", "empty": "no words", "system_event": "events, not words"}
+
+
+def no_examples_message(
+    persona: Persona, report: DatasetReport, labels: dict[str, str], min_length: int | None = None
+) -> str:
+    """Why the persona has no examples, and what to do about it — about the persona's own
+    messages (not the workspace's drops): nothing written where the source looked (then who
+    did write), or written but all too short (then ``formatter.min_length``), or without words."""
+    who = f"{persona.label} ({persona.id}) has no usable messages"
+    private = report.private_channels_read
+    where = (
+        f"the {report.channels_read} channels read ({private} private)"
+        if private
+        else f"the {report.channels_read} public channels read"
     )
+    if report.persona_messages == 0:
+        writers = sorted(
+            ((n, uid) for uid, n in report.authors.items() if uid != persona.id), key=lambda w: (-w[0], w[1])
+        )[:5]
+        named = ", ".join(f"{labels.get(uid, uid)} ({uid}, {n:,} messages)" for n, uid in writers)
+        hint = (
+            f"People who wrote the most there: {named}; choose one with persona.user=ID."
+            if writers
+            else "Nobody wrote anything there; check source.path."
+        )
+        opt_in = "" if private else " (read only with source.include_private=true, with the members' consent)"
+        return (
+            f"{who}: they wrote no message in {where} ({report.messages_seen:,} messages). Their words may "
+            f"be in private channels{opt_in} or direct messages (never read). {hint}"
+        )
+    named_drops = sorted(report.persona_drops.items())
+    reasons = ", ".join(f"{_PERSONA_DROP_NAMES.get(reason, reason)}: {n:,}" for reason, n in named_drops)
+    unused = f" ({reasons})" if reasons else ""
+    advice = "Choose another persona."
+    if report.persona_drops.get("too_short") and min_length:
+        advice = (
+            f"Replies shorter than formatter.min_length={min_length} characters are left out: lower it "
+            f"(e.g. formatter.min_length={max(1, min_length // 4)}) or choose another persona."
+        )
+    return f"{who}: they wrote {report.persona_messages:,} messages in {where}, none usable{unused}. {advice}"
 
 
 def _load_report(path: Path) -> DatasetReport:

@@ -107,33 +107,39 @@ def read_lines(
     channels = {thread.channel: thread.channel_name} if thread.channel_name else {}
     include_bots = options.include_bots
     lines: list[Line] = []
-    events = bots = empty = mine_count = 0
+    events = bots = empty = mine_count = my_events = my_empty = 0
     # Runs once per message of a workspace at ingest: plain locals, counts added at the end.
     for message in thread.messages:
         is_bot = message.is_bot
+        user = message.user
         if is_bot:
             if not include_bots:
                 bots += 1
                 continue
         elif message.subtype not in CONVERSATIONAL_SUBTYPES:
             events += 1
+            my_events += user == persona_id
             continue
         text = clean(message.text, labels, channels).strip()
+        mine = not is_bot and user is not None and user == persona_id
         if not text:
             empty += 1
+            my_empty += mine
             continue
-        user = message.user
-        mine = not is_bot and user is not None and user == persona_id
         if mine:
             mine_count += 1
         speaker = labels.get(user, user) if user else "bot"
         lines.append(Line(message.ts, speaker, text, mine))
     if events:
         report.drop("system_event", events)
+        if my_events:
+            report.persona_drop("system_event", my_events)
     if bots:
         report.drop("bot", bots)
     if empty:
         report.drop("empty", empty)
+        if my_empty:
+            report.persona_drop("empty", my_empty)
     if mine_count:
         report.candidate_persona_messages += mine_count
     return lines
@@ -245,6 +251,7 @@ def thread_examples(
     turns = ThreadTurns(read_lines(thread, persona, options, report), options, flat=flat)
     if turns.too_short:
         report.drop("too_short", turns.too_short)
+        report.persona_drop("too_short", turns.too_short)
     system = system_prompt(options, thread, persona)
     for reply in turns.replies:
         context = turns.context(reply.start)

@@ -6,7 +6,7 @@ import json
 import zipfile
 from pathlib import Path
 
-from slack_export_builders import USERS, message, user, write_export, zip_dir
+from slack_export_builders import USERS, channel, message, user, write_export, zip_dir
 
 from doppelkit.testing import run_cli
 from doppelkit_slack.sources.export import SAMPLE_WORKSPACE
@@ -120,5 +120,63 @@ def test_a_users_json_id_that_is_not_a_slack_id_is_one_line_exit_2_and_nothing_w
         assert "not a valid" in output and "users.json" in output, output
         assert not home.exists() or [p for p in home.rglob("*") if p.is_file()] == []
     # The people with sound IDs are unaffected.
-    code, output, out = ingest(tmp_path, f"source.path={export}", "persona.user=ann")
+    code, output, _ = ingest(tmp_path, f"source.path={export}", "persona.user=ann")
     assert code == 0, output
+
+
+def no_examples_output(tmp_path: Path, persona_messages: list[dict[str, object]], persona: str) -> str:
+    """What `doppelkit ingest` says (exit 2) when the persona has nothing to learn from."""
+    root = "1704100000.000100"
+    words = "a message long enough to be an example for anyone who writes it"
+    chatter = [
+        message(root, "U1ANN", f"ann asks: {words}?", thread_ts=root),
+        *[
+            message(f"17041001{i:02d}.000100", "U2BOB", f"bob answers {i}: {words}", thread_ts=root)
+            for i in range(5)
+        ],
+        message("1704100900.000100", "U1ANN", f"ann again: {words}"),
+        message("1704101000.000100", "U1ANN", "<@U1ANN> has joined the channel", subtype="channel_join"),
+        message("1704101100.000100", "U2BOB", "<@U2BOB> has joined the channel", subtype="channel_join"),
+    ]
+    export = write_export(
+        tmp_path / "export",
+        {"general/2024-01-01.json": chatter, "random/2024-01-01.json": persona_messages},
+        users=[*USERS, user("U4QUIET", "quiet")],
+        channels=[channel("C1GEN", "general"), channel("C2RND", "random")],
+    )
+    code, output, out = ingest(tmp_path, f"source.path={export}", f"persona.user={persona}")
+    assert code == 2, output
+    assert "no usable messages" in output and "Traceback" not in output
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+    return " ".join(output.split())
+
+
+def test_no_usable_messages_when_the_persona_wrote_nothing_names_who_did(tmp_path: Path) -> None:
+    """Issue 11, class 8: no min_length advice for someone who wrote nothing; their counts, not
+    the workspace's; who wrote the most instead."""
+    output = no_examples_output(tmp_path, [message("1704200000.000100", "U1ANN", "only ann here")], "quiet")
+    assert "min_length" not in output
+    assert "wrote no message" in output and "2 public channels" in output
+    assert "private channels" in output and "source.include_private=true" in output
+    assert "bob (U2BOB, 5 messages)" in output and "ann (U1ANN, 3 messages)" in output
+    assert output.index("bob (U2BOB") < output.index("ann (U1ANN")
+    assert "channel_join" not in output  # other people's drops are not the persona's story
+
+
+def test_no_usable_messages_when_every_reply_is_short_suggests_min_length(tmp_path: Path) -> None:
+    short = [
+        message(f"170420000{i}.000100", "U4QUIET", word) for i, word in enumerate(["ok", "sure", "lgtm!"])
+    ]
+    output = no_examples_output(tmp_path, short, "quiet")
+    assert "wrote 3 messages" in output and "too short: 3" in output
+    assert "formatter.min_length=40" in output and "lower" in output
+
+
+def test_no_usable_messages_when_the_persona_only_uploaded_files(tmp_path: Path) -> None:
+    uploads = [
+        message("1704200000.000100", "U4QUIET", "", subtype="file_share", files=[{"id": "F1"}]),
+        message("1704200100.000100", "U4QUIET", "", files=[{"id": "F2"}], upload=True),
+    ]
+    output = no_examples_output(tmp_path, uploads, "quiet")
+    assert "wrote 2 messages" in output and "no words: 2" in output
+    assert "min_length" not in output
