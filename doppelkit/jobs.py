@@ -70,6 +70,8 @@ def print_dataset_report(report: DatasetReport, console: Console) -> None:
     )
     for reason, n in sorted(report.drops.items()):
         table.add_row(f"dropped: {reason}", str(n))
+    for kind, n in sorted(report.generated_text.items()):
+        table.add_row(f"left out, not the person's words: {kind}", str(n))
     for kind, n in sorted(report.scrubbed.items()):
         table.add_row(f"scrubbed: {kind}", str(n))
     for skipped in report.skipped_files:

@@ -296,6 +296,11 @@ class DatasetReport(_Model):
     scrubbed: dict[str, int] = Field(
         default_factory=dict, description="what scrubbers redacted, by kind (`email`, `aws_access_key`, …)"
     )
+    generated_text: dict[str, int] = Field(
+        default_factory=dict,
+        description="text the platform wrote into people's messages, left out, by kind (`file_upload`: "
+        "Slack's \"uploaded a file: …\" lines, `file_comment`): messages keep what the person typed",
+    )
     authors: dict[str, int] = Field(
         default_factory=dict,
         exclude=True,
@@ -322,6 +327,10 @@ class DatasetReport(_Model):
         """Count ``n`` of the persona's own messages not used for ``reason`` (also in :meth:`drop`)."""
         self.persona_drops[reason] = self.persona_drops.get(reason, 0) + n
 
+    def left_out_generated(self, kind: str, n: int = 1) -> None:
+        """Count ``n`` messages from which generated text of ``kind`` was left out."""
+        self.generated_text[kind] = self.generated_text.get(kind, 0) + n
+
     def count_scrubbed(self, counts: Counter[str] | dict[str, int]) -> None:
         for kind, n in counts.items():
             self.scrubbed[kind] = self.scrubbed.get(kind, 0) + n
@@ -338,6 +347,8 @@ class DatasetReport(_Model):
             self.drop(reason, n)
         for reason, n in other.persona_drops.items():
             self.persona_drop(reason, n)
+        for kind, n in other.generated_text.items():
+            self.left_out_generated(kind, n)
         for author, n in other.authors.items():
             self.authors[author] = self.authors.get(author, 0) + n
         self.count_scrubbed(other.scrubbed)

@@ -287,3 +287,56 @@ def test_channels_are_read_in_a_stable_order(tmp_path: Path, run_context: RunCon
     )
     threads, _ = read(export, run_context)
     assert [t.channel_name for t in threads] == ["alpha", "middle", "zebra"]
+
+
+# -- Slack-generated text (issue 11, class 1) -----------------------------------------------
+
+UPLOAD = "<https://acme.slack.com/files/ann/F0ABC/plan.pdf|plan.pdf>"
+
+
+def test_upload_lines_are_slack_words_not_the_persons(tmp_path: Path, run_context: RunContext) -> None:
+    """What Slack wrote about an upload is left out; what the person typed with it is kept."""
+    blocks = [{"type": "rich_text", "elements": [{"type": "rich_text_section", "elements": [
+        {"type": "user", "user_id": "U1ANN"},
+        {"type": "text", "text": " uploaded a file: "},
+        {"type": "link", "url": "https://acme.slack.com/files/ann/F0DEF/mock.png", "text": "mock.png"},
+    ]}]}]  # fmt: skip
+    export = write_export(
+        tmp_path / "export",
+        {
+            "general/2015-06-01.json": [
+                # 2015-2017 exports: a file_share subtype and the file in "file"
+                message("1433116800.000001", "U1ANN", f"<@U1ANN|ann> uploaded a file: {UPLOAD}",
+                        subtype="file_share", upload=True, file={"id": "F0ABC"}),
+                message("1433116801.000001", "U1ANN",
+                        f"<@U1ANN|ann> uploaded a file: {UPLOAD} and commented: here is the plan\nsee page 2",
+                        subtype="file_share", upload=True, file={"id": "F0ABC"}),
+                # older: only upload: true marks it
+                message("1433116802.000001", "U2BOB", f"<@U2BOB|bob> uploaded a file: {UPLOAD}", upload=True),
+                # rebuilt from rich-text blocks (empty text)
+                message("1433116803.000001", "U1ANN", "", blocks=blocks, files=[{"id": "F0DEF"}]),
+                message("1433116804.000001", "U2BOB", f"<@U2BOB|bob> mentioned a file: {UPLOAD}"),
+                message("1433116805.000001", "U2BOB",
+                        "<@U2BOB|bob> shared a file: plan.pdf and commented: thoughts, <@U1ANN>?",
+                        subtype="file_share"),
+                # people typing things that look alike are left alone
+                message("1433116806.000001", "U1ANN", f"I uploaded a file: {UPLOAD}"),
+                message("1433116807.000001", "U1ANN", f"<@U2BOB> uploaded a file: {UPLOAD} today, right?"),
+            ]
+        },
+    )  # fmt: skip
+    threads, report = read(export, run_context)
+    texts = [m.text for t in threads for m in t.messages]
+    assert texts == [
+        "",
+        "here is the plan\nsee page 2",
+        "",
+        "",
+        "",
+        "thoughts, <@U1ANN>?",
+        f"I uploaded a file: {UPLOAD}",
+        f"<@U2BOB> uploaded a file: {UPLOAD} today, right?",
+    ]
+    assert report.generated_text == {"file_upload": 6}
+    files = [m.files for t in threads for m in t.messages]
+    assert files[:4] == [1, 1, 0, 1]  # "file" (singular) in older exports counts too

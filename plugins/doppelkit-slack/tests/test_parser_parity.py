@@ -2,8 +2,8 @@
 
 The same raw messages (plain text with a mention, a link and an entity, an edit, text only in
 rich-text blocks, a bot posting attachments, a bot user, Slackbot, a ``thread_broadcast`` and
-an older ``reply_broadcast``, a ``channel_join``, a hidden message, a file share, the mention of
-the bot) are read
+an older ``reply_broadcast``, a ``channel_join``, a hidden message, a file share, an older
+upload whose text is Slack's "uploaded a file" line with a comment, the mention of the bot) are read
 
 (a) from an export folder by the ``slack_export`` source (training from an export),
 (b) through the Web API from FakeSlack by the ``slack`` source (training from a scrape),
@@ -110,6 +110,14 @@ THREAD = [
         subtype="file_share",
         files=[{"id": "F1", "title": "a.png"}],
     ),
+    reply(
+        "1704101100.000100",
+        "U_BOB",
+        "<@U_BOB|bob> uploaded a file: <https://x.slack.com/files/F2/log.txt|log.txt> and commented: the log",
+        subtype="file_share",
+        upload=True,
+        file={"id": "F2"},
+    ),
 ]
 LATER = [
     # A broadcast is exported twice: in its thread and in the channel (here: a later day file).
@@ -191,7 +199,7 @@ def test_export_web_api_and_bot_read_a_thread_identically(
 
     # ...and the thread really covers every case, read as documented.
     by_ts = {m.ts: m for m in exported.messages}
-    assert len(exported.messages) == 10  # 12 records: a join and a hidden message dropped, a broadcast once
+    assert len(exported.messages) == 11  # 13 records: a join and a hidden message dropped, a broadcast once
     assert "words nobody should see" not in str(fields(exported))
     assert not any("has joined" in m.text for m in exported.messages)
     assert by_ts[ROOT].text == "plan for friday: <https://example.com/plan|the plan> &amp; more"
@@ -209,6 +217,8 @@ def test_export_web_api_and_bot_read_a_thread_identically(
         "thread_broadcast"
     ] * 2
     assert by_ts["1704101000.000100"].files == 1
+    upload = by_ts["1704101100.000100"]  # Slack's upload line left out, the comment kept
+    assert (upload.text, upload.files, upload.subtype) == ("the log", 1, "file_share")
     assert exported.messages[-1].ts == MENTION
     assert exported.user_labels == {
         "U_ANN": "Ann",

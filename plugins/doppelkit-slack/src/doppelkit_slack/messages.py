@@ -32,6 +32,7 @@ equal validated ones) and nothing here is heavier than one call per message.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from doppelkit.models import DatasetReport, Message, Thread, User
 __all__ = [
     "BOT_SUBTYPES",
     "CONTENT_SUBTYPES",
+    "FILE_UPLOAD",
     "MALFORMED",
     "SLACKBOT",
     "SUBTYPE_ALIASES",
@@ -60,6 +62,7 @@ __all__ = [
     "parse_message",
     "ts_text",
     "user_from_record",
+    "without_generated_text",
 ]
 
 # Subtypes that carry something a person (or bot) said. Every other subtype is a system event
@@ -291,13 +294,51 @@ def blocks_text(raw: dict[str, Any]) -> str:
 def message_text(raw: dict[str, Any]) -> str:
     """Every word :func:`parse_message` may give a raw message: ``text``, else its rich-text
     blocks, else its attachments (used for bots only, but included for anyone here, so a
-    redactor that scrubs this scrubs whatever the parser can produce)."""
+    redactor that scrubs this scrubs whatever the parser can produce), without the lines Slack
+    wrote itself (:func:`without_generated_text`)."""
     text = raw.get("text")
     if not isinstance(text, str):
         text = "" if text is None else str(text)
     if not text and "blocks" in raw:
         text = blocks_text(raw)
+    if text:
+        user = raw.get("user")
+        text = without_generated_text(raw, text, user if isinstance(user, str) else None)[0]
     return text or attachments_text(raw)
+
+
+# The line Slack writes for a file a person uploaded, shared or mentioned, in the message's own
+# text (exports up to about 2019, and the same words rebuilt from rich-text blocks): the author's
+# mention, a verb, the file(s) (links, or a bare title), and what the person typed with it
+# after "and commented:". Only the comment is theirs.
+_FILE_LINE = re.compile(
+    r"<@(?P<user>[^|<>\s]+)(?:\|[^<>]*)?> (?:uploaded|shared|mentioned) "
+    r"(?:a file|\d+ files|<@[^|<>\s]+(?:\|[^<>]*)?>['’]s file):? "
+    r"(?:<[^<>]*>(?:, <[^<>]*>)*|[^<>\n]*?)"
+    r"(?: and commented: (?P<comment>.*))?\Z",
+    re.DOTALL,
+)
+FILE_UPLOAD = "file_upload"  # the kind of generated text counted in DatasetReport.generated_text
+
+
+def without_generated_text(raw: dict[str, Any], text: str, author: str | None) -> tuple[str, str | None]:
+    """``text`` without what Slack generated in it, and the kind removed (or None): an upload
+    line (``<@U1|ann> uploaded a file: <…|plan.pdf> and commented: see p. 2`` → ``see p. 2``).
+
+    Removed only when the line names the message's own author or the record is an upload
+    (``file_share``, ``upload: true``, ``files``/``file``): a person typing such words about
+    someone else keeps them.
+    """
+    if text[:2] != "<@" or "file" not in text:  # cheap: nearly every message stops here
+        return text, None
+    match = _FILE_LINE.match(text)
+    if match is None:
+        return text, None
+    if match["user"] != author and not (
+        raw.get("subtype") == "file_share" or raw.get("upload") or raw.get("files") or raw.get("file")
+    ):
+        return text, None
+    return (match["comment"] or "").strip(), FILE_UPLOAD
 
 
 # -- one message ------------------------------------------------------------------------------
@@ -316,9 +357,12 @@ def parse_message(raw: Any, bot_users: Collection[str] = frozenset()) -> Message
     return parsed if isinstance(parsed, str) else parsed[2]
 
 
-def _parse(raw: Any, bot_users: Collection[str]) -> tuple[float, str, Message] | str:
+def _parse(
+    raw: Any, bot_users: Collection[str], generated: Counter[str] | None = None
+) -> tuple[float, str, Message] | str:
     """:func:`parse_message`, returning ``(numeric ts, thread root ts, message)`` for a message
-    (what :func:`assemble_threads` sorts by), so nothing is parsed twice in the hot loop."""
+    (what :func:`assemble_threads` sorts by), so nothing is parsed twice in the hot loop.
+    Generated text left out is counted by kind in ``generated``."""
     if raw.__class__ is not dict:
         return MALFORMED
     subtype = raw.get("subtype")
@@ -357,12 +401,18 @@ def _parse(raw: Any, bot_users: Collection[str]) -> tuple[float, str, Message] |
         text = "" if text is None else str(text)
     if not text and "blocks" in raw:
         text = blocks_text(raw)
+    if text[:2] == "<@":  # maybe an upload line Slack wrote (see without_generated_text)
+        text, kind = without_generated_text(raw, text, user)
+        if kind is not None and generated is not None:
+            generated[kind] += 1
     if not text and is_bot:
         text = attachments_text(raw)
     thread_ts = raw.get("thread_ts")
     if thread_ts is not None and thread_ts.__class__ is not str:
         thread_ts = ts_text(thread_ts)
     files = raw.get("files")
+    # Exports before 2018 hold an upload's file as "file".
+    files = len(files) if files.__class__ is list else 1 if raw.get("file").__class__ is dict else 0
     message = _new_message(Message)  # see TrustedBuilder: the same steps, inlined
     _set_attribute(
         message,
@@ -375,7 +425,7 @@ def _parse(raw: Any, bot_users: Collection[str]) -> tuple[float, str, Message] |
             "subtype": subtype if subtype is None else SUBTYPE_ALIASES.get(subtype, subtype),
             "thread_ts": thread_ts,
             "edited": "edited" in raw,
-            "files": len(files) if files.__class__ is list else 0,
+            "files": files,
         },
     )
     _set_attribute(message, "__pydantic_fields_set__", _MESSAGE_FIELDS)
@@ -444,8 +494,9 @@ def assemble_threads(
     labels: dict[str, dict[str, str]] = {}
     parse = _parse
     dropped: set[Any] = set()  # the ts of records dropped so far
+    generated: Counter[str] = Counter()
     for raw in raw_messages:
-        parsed = parse(raw, bot_users)
+        parsed = parse(raw, bot_users, generated)
         if isinstance(parsed, str):
             # A record seen twice (a deleted thread root is in the channel's history and at the
             # head of its thread) is counted once, as a message seen twice is kept once.
@@ -503,6 +554,8 @@ def assemble_threads(
         )
     for reason, n in drops.items():
         report.drop(reason, n)
+    for kind, n in generated.items():
+        report.left_out_generated(kind, n)
     return threads
 
 
