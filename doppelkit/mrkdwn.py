@@ -13,8 +13,11 @@ in the Slack client, so :func:`clean` rewrites it:
 ``<!date^…|fallback>``          ``fallback``
 ``<https://x.io|the docs>``     ``the docs (https://x.io)`` — the label is what people
                                 read, the URL is kept because it is often the point
-``<https://x.io|x.io>``         ``x.io`` (label already is the URL, minus scheme)
+``<https://x.io|x.io>``         ``x.io`` (label already is the URL, minus scheme, a
+                                trailing slash or percent-encoding: what was typed)
 ``<https://x.io>``              ``https://x.io``; ``<mailto:a@b.io>`` → ``a@b.io``
+``<mailto:a@b.io|Ann>``         ``Ann (a@b.io)``
+``<tel:5001000|500-1000>``      ``500-1000`` (a number Slack auto-linked, as typed)
 ``&amp; &lt; &gt;``             ``& < >``
 ==============================  ==================================================
 
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
+from urllib.parse import unquote
 
 _EMPTY: Mapping[str, str] = {}
 
@@ -80,11 +84,22 @@ def _control(inner: str, users: Mapping[str, str], channels: Mapping[str, str]) 
             return label or "@" + command.removeprefix("subteam^")
         return label or "@" + command  # <!date^…|fallback> and future commands
     url = unescape(target)
+    if url.startswith("tel:"):  # a number Slack auto-linked: the label is what was typed
+        return label or url[4:]
     if not label:
         return _without_scheme(url) if url.startswith("mailto:") else url
-    if label in (url, _without_scheme(url)):  # Slack auto-linked what the person typed
+    if _same_place(label, url):  # Slack auto-linked what the person typed
         return label
-    return f"{label} ({url})"
+    return f"{label} ({url[7:] if url.startswith('mailto:') else url})"
+
+
+def _same_place(label: str, url: str) -> bool:
+    """True when ``label`` is ``url`` as a person typed it: without the scheme Slack added, a
+    trailing slash, or the percent-encoding of non-ASCII characters."""
+    if label == url:
+        return True
+    typed, linked = _without_scheme(label), _without_scheme(url)
+    return typed == linked or typed.rstrip("/") == unquote(linked).rstrip("/")
 
 
 def clean(

@@ -1,0 +1,89 @@
+"""What a persona's replies read like after ``ingest``, from minimal exports of real shapes
+(issue 11): auto-links and entities as the person saw them, channel and people names Slack
+recorded, older and newer message shapes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from slack_export_builders import message, write_export
+
+from doppelkit.builtins.formatters import ChatFormatter
+from doppelkit.config import RunConfig, Selection
+from doppelkit.interfaces import RunContext
+from doppelkit.models import DatasetReport
+from doppelkit.pipeline import ingest
+from doppelkit.settings import Settings
+from doppelkit_slack.sources.export import SlackExportSource
+
+ROOT = "1704100000.000100"
+
+
+def thread_of(*replies: str, author: str = "U1ANN") -> list[dict[str, Any]]:
+    """Bob asks, ``author`` answers with each of ``replies`` (one message each, in a thread)."""
+    messages = [message(ROOT, "U2BOB", "question for ann: what do you think?", thread_ts=ROOT)]
+    for i, text in enumerate(replies):
+        messages.append(message(f"17041001{i:02d}.000100", author, text, thread_ts=ROOT))
+        messages.append(message(f"17041001{i:02d}.000500", "U2BOB", "and then?", thread_ts=ROOT))
+    return messages
+
+
+def ingested(
+    export: Path, run_context: RunContext, tmp_path: Path, persona: str = "ann", **dataset: Any
+) -> tuple[list[dict[str, Any]], DatasetReport]:
+    """``doppelkit ingest`` (in this process, nothing held out, replies of any length)."""
+    out = tmp_path / "out" / "dataset.jsonl"
+    settings = Settings.model_validate(
+        {
+            "home": run_context.home.root,
+            "persona": {"user": persona},
+            "dataset": {"path": out, "eval_fraction": 0, **dataset},
+        }
+    )
+    selections = {
+        "source": Selection(
+            "source", "slack_export", SlackExportSource, SlackExportSource.Config(path=export), "test"
+        ),
+        "formatter": Selection(
+            "formatter", "chat", ChatFormatter, ChatFormatter.Config(min_length=1), "test"
+        ),
+    }
+    result = ingest(RunConfig(settings=settings, selections=selections), run_context)
+    return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()], result.report
+
+
+def replies(examples: list[dict[str, Any]]) -> list[str]:
+    return [example["messages"][-1]["content"] for example in examples]
+
+
+# -- class 2: auto-links read as typed ----------------------------------------------------------
+
+
+def test_links_and_entities_read_as_the_person_saw_them(tmp_path: Path, run_context: RunContext) -> None:
+    """Slack turns what people type into link entities; the reply reads as typed."""
+    typed = {
+        "call 500-1000 after lunch": "call <tel:5001000|500-1000> after lunch",
+        "or +1 (415) 555-0100": "or <tel:+14155550100|+1 (415) 555-0100>",
+        "or 5001000": "or <tel:5001000>",
+        # (emails are scrubbed, in the link as anywhere)
+        "mail [REDACTED:email]": "mail <mailto:ann@example.com|ann@example.com>",
+        "mail Ann ([REDACTED:email])": "mail <mailto:ann@example.com|Ann>",
+        "see example.com": "see <http://example.com|example.com>",
+        "see example.com/docs": "see <http://example.com/docs/|example.com/docs>",
+        "see www.example.com": "see <http://www.example.com|www.example.com>",
+        "see https://example.com/a?b=1&c=2": "see <https://example.com/a?b=1&amp;c=2>",
+        "see de.wikipedia.org/wiki/Straße": (
+            "see <https://de.wikipedia.org/wiki/Stra%C3%9Fe|de.wikipedia.org/wiki/Straße>"
+        ),
+        "see the docs (https://example.com/docs)": "see <https://example.com/docs|the docs>",
+        "@here @channel @everyone lunch": "<!here> <!channel|channel> <!everyone|@everyone> lunch",
+        "@devs please": "<!subteam^S0DEVS|@devs> please",
+        "on Feb 18, 2014": "on <!date^1392734382^{date_short}|Feb 18, 2014>",
+        "@bob and #general": "<@U2BOB|Robert> and <#C1GEN|general>",
+        "a < b & c > d": "a &lt; b &amp; c &gt; d",
+    }
+    export = write_export(tmp_path / "export", {"general/2024-01-01.json": thread_of(*typed.values())})
+    examples, _ = ingested(export, run_context, tmp_path)
+    assert replies(examples) == list(typed), "the person's replies, as typed"
