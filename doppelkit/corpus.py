@@ -50,9 +50,9 @@ class Said(NamedTuple):
 def conversation(thread: Thread) -> list[Said]:
     """What people wrote in the thread, as they read it in the client (no bots, no events)."""
     # Imported here: the formatters package imports the pipeline, which imports this module.
-    from doppelkit.builtins.formatters.turns import CONVERSATIONAL_SUBTYPES
+    from doppelkit.builtins.formatters.turns import CONVERSATIONAL_SUBTYPES, thread_channels
 
-    channels = {thread.channel: thread.channel_name} if thread.channel_name else {}
+    channels = thread_channels(thread)
     labels = thread.user_labels
     said = []
     for message in thread.messages:

@@ -81,6 +81,7 @@ class Work:
     formatter: Formatter
     scrubber: Scrubber
     labels: Mapping[str, str]  # user ID → label, from the workspace
+    channel_names: Mapping[str, str]  # channel ID → name, from the workspace
     eval_fraction: float
     session_gap_minutes: float | None
     corpus_team: str
@@ -233,7 +234,9 @@ def serial_pieces(
     """Every thread of ``threads`` (one stream, in order) turned into pieces, in this process;
     counts go straight into ``report`` and ``scrubbed``."""
     collector = _Collector(work, report, scrubbed)
-    stream = label_threads(_counted(checked(threads, work.source_name), collector), work.labels)
+    stream = label_threads(
+        _counted(checked(threads, work.source_name), collector), work.labels, work.channel_names
+    )
     grouper = SessionGrouper(work.session_gap_minutes) if work.session_gap_minutes else None
     for thread in stream:
         collector.add(grouper.feed(thread) if grouper else (thread,))
@@ -269,7 +272,9 @@ def part_result(work: Work, threads: Iterable[Thread], report: DatasetReport) ->
     """One part's threads turned into its :class:`PartResult`; ``report`` is where the source
     counts while reading the part (it goes with the piece being built at the time)."""
     collector = _Collector(work, report, Counter())
-    stream = label_threads(_counted(checked(threads, work.source_name), collector), work.labels)
+    stream = label_threads(
+        _counted(checked(threads, work.source_name), collector), work.labels, work.channel_names
+    )
     gap = work.session_gap_minutes
     if not gap:
         collector.add(stream)

@@ -97,6 +97,11 @@ class Workspace(_Model):
     team: str = Field(description="team ID (Slack: `T…`), safe as a directory name")
     name: str = Field("", description="the workspace's name")
     users: list[User] = Field(default_factory=list, description="every member the source knows")
+    channels: dict[str, str] = Field(
+        default_factory=dict,
+        description="channel ID → name, for `<#C…>` mentions: the channels the source may read (a "
+        "mention of any other stays its ID)",
+    )
     default_persona: str | None = Field(
         None,
         description="whom to imitate when `persona.user` is not set: only a bundled demo workspace "
@@ -168,8 +173,9 @@ class Thread(_Model):
 
     ``user_labels`` maps the IDs of the people in the thread (authors and ``<@U…>`` mentions)
     to the name shown in chat, so formatters can write ``Ann: …`` and ``@Ann`` without the
-    whole workspace. Sources may leave it empty: ``ingest`` fills it from the workspace; a
-    frontend fills it from the users it looked up. IDs without a label render as the ID.
+    whole workspace; ``channel_labels`` does the same for ``<#C…>`` mentions without an inline
+    name. Sources may leave them empty: ``ingest`` fills them from the workspace; a frontend
+    fills them from what it looked up. IDs without a label render as the ID.
     """
 
     team: str = Field(description="team ID")
@@ -186,6 +192,11 @@ class Thread(_Model):
         default_factory=dict,
         description="user ID → the name shown in chat, for everyone the thread mentions or who wrote in "
         "it; `ingest` fills it from the workspace, frontends from who they looked up",
+    )
+    channel_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="channel ID → name, for the thread's `<#C…>` mentions without an inline name; "
+        "`ingest` fills it from the workspace, frontends from what they looked up",
     )
     platform: str = Field(
         "",
@@ -299,7 +310,7 @@ class DatasetReport(_Model):
     generated_text: dict[str, int] = Field(
         default_factory=dict,
         description="text the platform wrote into people's messages, left out, by kind (`file_upload`: "
-        "Slack's \"uploaded a file: …\" lines, `file_comment`): messages keep what the person typed",
+        'Slack\'s "uploaded a file: …" lines, `file_comment`): messages keep what the person typed',
     )
     authors: dict[str, int] = Field(
         default_factory=dict,

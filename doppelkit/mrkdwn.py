@@ -7,7 +7,8 @@ in the Slack client, so :func:`clean` rewrites it:
 ==============================  ==================================================
 ``<@U123>`` / ``<@U123|bob>``   ``@Bob Smith`` (label from ``users``; else the inline
                                 name; else ``@U123``)
-``<#C123|general>``             ``#general`` (``<#C123>``: label from ``channels``)
+``<#C123|general>``             ``#general`` (``<#C123>``, ``<#C123|>``: the name from
+                                ``channels``, else ``#C123``)
 ``<!here>`` ``<!channel>``      ``@here`` ``@channel`` ``@everyone``
 ``<!subteam^S1|@devs>``         ``@devs``
 ``<!date^…|fallback>``          ``fallback``
@@ -40,6 +41,7 @@ _TOKEN = re.compile(r"<([^<>\n]*)>|&(amp|lt|gt);")
 _ENTITY = re.compile(r"&(amp|lt|gt);")
 _ENTITIES = {"amp": "&", "lt": "<", "gt": ">"}
 _USER_MENTION = re.compile(r"<@([UWB][A-Z0-9]+)(?:\|[^<>]*)?>")
+_CHANNEL_MENTION = re.compile(r"<#([^|<>\s]+)(?:\|[^<>]*)?>")
 _SCHEMES = ("https://", "http://", "mailto:")
 
 
@@ -56,6 +58,12 @@ def escape(text: str) -> str:
 def mentioned_user_ids(text: str) -> Iterator[str]:
     """The user IDs mentioned in raw mrkdwn ``text`` (``<@U123>``, ``<@W1|name>``)."""
     for match in _USER_MENTION.finditer(text):
+        yield match.group(1)
+
+
+def mentioned_channel_ids(text: str) -> Iterator[str]:
+    """The channel IDs mentioned in raw mrkdwn ``text`` (``<#C123>``, ``<#C123|general>``)."""
+    for match in _CHANNEL_MENTION.finditer(text):
         yield match.group(1)
 
 

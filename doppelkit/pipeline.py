@@ -166,6 +166,7 @@ def ingest(run: RunConfig, context: RunContext) -> IngestResult:
         formatter=formatter,
         scrubber=Scrubber(context.hook, run.settings.scrub),
         labels={user.id: user.label for user in workspace.users},
+        channel_names=workspace.channels,
         eval_fraction=eval_fraction,
         session_gap_minutes=dataset.session_gap_minutes,
         corpus_team=persona.team,

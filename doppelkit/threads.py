@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 
 from doppelkit.models import Thread, Workspace, updated
-from doppelkit.mrkdwn import mentioned_user_ids
+from doppelkit.mrkdwn import mentioned_channel_ids, mentioned_user_ids
 
 
 def referenced_user_ids(thread: Thread) -> set[str]:
@@ -29,29 +29,45 @@ def referenced_user_ids(thread: Thread) -> set[str]:
 
 
 def with_user_labels(threads: Iterable[Thread], workspace: Workspace) -> Iterator[Thread]:
-    """Fill each thread's ``user_labels`` from ``workspace`` (labels a source set are kept)."""
-    return label_threads(threads, {user.id: user.label for user in workspace.users})
+    """Fill each thread's ``user_labels`` and ``channel_labels`` from ``workspace`` (labels a
+    source set are kept)."""
+    return label_threads(threads, {user.id: user.label for user in workspace.users}, workspace.channels)
 
 
-def label_threads(threads: Iterable[Thread], labels: Mapping[str, str]) -> Iterator[Thread]:
-    """:func:`with_user_labels` with the workspace's labels already collected (ID → label).
+def label_threads(
+    threads: Iterable[Thread], labels: Mapping[str, str], channels: Mapping[str, str] | None = None
+) -> Iterator[Thread]:
+    """:func:`with_user_labels` with the workspace's labels already collected (user ID →
+    label, channel ID → name).
 
     Runs once per thread of a workspace, so it looks at each message once and copies a thread
     only when it gains labels (without re-validating it, see :func:`~doppelkit.models.updated`).
     """
+    channels = channels or {}
     for thread in threads:
         have = thread.user_labels
         missing: dict[str, str] = {}
+        named: dict[str, str] = {}
         for message in thread.messages:
             user = message.user
             if user and user not in have and user in labels:
                 missing[user] = labels[user]
-            if "<@" in message.text:
-                for mentioned in mentioned_user_ids(message.text):
+            text = message.text
+            if "<@" in text:
+                for mentioned in mentioned_user_ids(text):
                     if mentioned not in have and mentioned in labels:
                         missing[mentioned] = labels[mentioned]
-        if missing:
-            thread = updated(thread, user_labels={**have, **missing})
+            if "<#" in text and channels:
+                for channel_id in mentioned_channel_ids(text):
+                    if channel_id in channels and channel_id not in thread.channel_labels:
+                        named[channel_id] = channels[channel_id]
+        if missing or named:
+            changes: dict[str, dict[str, str]] = {}
+            if missing:
+                changes["user_labels"] = {**have, **missing}
+            if named:
+                changes["channel_labels"] = {**thread.channel_labels, **named}
+            thread = updated(thread, **changes)
         yield thread
 
 

@@ -81,6 +81,15 @@ class Reply(NamedTuple):
     end: int
 
 
+def thread_channels(thread: Thread) -> dict[str, str]:
+    """Channel ID → name for the thread's ``<#C…>`` mentions: its own channel and those named
+    in ``channel_labels``."""
+    channels = dict(thread.channel_labels)
+    if thread.channel_name:
+        channels[thread.channel] = thread.channel_name
+    return channels
+
+
 def is_persona_message(message: Message, persona: Persona) -> bool:
     """Only a human message by the persona's user ID is theirs: never a bot's."""
     return not message.is_bot and message.user is not None and message.user == persona.id
@@ -104,7 +113,7 @@ def read_lines(
     labels[persona_id] = persona_label
     if bot_user_id:
         labels[bot_user_id] = persona_label
-    channels = {thread.channel: thread.channel_name} if thread.channel_name else {}
+    channels = thread_channels(thread)
     include_bots = options.include_bots
     lines: list[Line] = []
     events = bots = empty = mine_count = my_events = my_empty = 0

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from slack_export_builders import message, write_export
+from slack_export_builders import USERS, channel, message, write_export
 
 from doppelkit.builtins.formatters import ChatFormatter
 from doppelkit.config import RunConfig, Selection
@@ -87,3 +87,54 @@ def test_links_and_entities_read_as_the_person_saw_them(tmp_path: Path, run_cont
     export = write_export(tmp_path / "export", {"general/2024-01-01.json": thread_of(*typed.values())})
     examples, _ = ingested(export, run_context, tmp_path)
     assert replies(examples) == list(typed), "the person's replies, as typed"
+
+
+# -- class 3: names Slack recorded ---------------------------------------------------------------
+
+EXTERNAL = "U9EXTERN1"  # a member of a shared channel from another workspace: not in users.json
+PROFILE = {"display_name": "Extie", "real_name": "Ext Person", "name": "extie", "team": "T0OTHER"}
+
+
+def test_channel_mentions_and_people_missing_from_users_json_read_by_name(
+    tmp_path: Path, run_context: RunContext
+) -> None:
+    root2 = "1704200000.000100"
+    export = write_export(
+        tmp_path / "export",
+        {
+            "general/2024-01-01.json": [
+                message(ROOT, EXTERNAL, "hello from the partner team", thread_ts=ROOT, user_profile=PROFILE),
+                message("1704100100.000100", "U1ANN", f"welcome <@{EXTERNAL}>! see <#C2RND> and <#C3OPS|>",
+                        thread_ts=ROOT),
+                message(root2, "U2BOB", "who knows the partner contact?", thread_ts=root2),
+                message("1704200100.000100", "U1ANN", f"ask <@{EXTERNAL}>, not <#G0SECRET1>",
+                        thread_ts=root2),
+            ],
+            "random/2024-01-01.json": [message("1704300000.000100", "U2BOB", "hi")],
+        },
+        channels=[channel("C1GEN", "general"), channel("C2RND", "random"), channel("C3OPS", "ops")],
+    )  # fmt: skip
+    examples, _ = ingested(export, run_context, tmp_path)
+    assert replies(examples) == ["welcome @Extie! see #random and #ops", "ask @Extie, not #G0SECRET1"]
+    assert examples[0]["messages"][1]["content"] == "Extie: hello from the partner team"
+    corpus = (run_context.home.root / "cache" / "corpus").rglob("*.jsonl")
+    said = [json.loads(line) for path in corpus for line in path.read_text(encoding="utf-8").splitlines()]
+    assert said[0]["messages"][0] == {"speaker": "Extie", "text": "hello from the partner team"}
+
+
+def test_names_in_users_json_win_over_names_recorded_with_messages(
+    tmp_path: Path, run_context: RunContext
+) -> None:
+    export = write_export(
+        tmp_path / "export",
+        {
+            "general/2024-01-01.json": [
+                message(ROOT, "U2BOB", "old name on this message", thread_ts=ROOT,
+                        user_profile={"display_name": "bobby-2019"}),
+                message("1704100100.000100", "U1ANN", "<@U2BOB> yes", thread_ts=ROOT),
+            ]
+        },
+        users=USERS,
+    )  # fmt: skip
+    examples, _ = ingested(export, run_context, tmp_path)
+    assert replies(examples) == ["@bob yes"]

@@ -111,6 +111,12 @@ THREAD = [
         files=[{"id": "F1", "title": "a.png"}],
     ),
     reply(
+        "1704101050.000100",
+        "U9EXTERN1",  # a shared channel's member from another workspace: not in users.json
+        "hello from the partner team, see <#C0RANDOM1> and <#C0GENERAL|>",
+        user_profile={"display_name": "Extie", "real_name": "Ext Person", "team": "T0OTHER"},
+    ),
+    reply(
         "1704101100.000100",
         "U_BOB",
         "<@U_BOB|bob> uploaded a file: <https://x.slack.com/files/F2/log.txt|log.txt> and commented: the log",
@@ -122,7 +128,7 @@ THREAD = [
 LATER = [
     # A broadcast is exported twice: in its thread and in the channel (here: a later day file).
     reply("1704100500.000100", "U_BOB", "shipping it to everyone", subtype="thread_broadcast"),
-    reply(MENTION, "U_BOB", f"<@{BOT_USER}> what do you think, <@U_ANN>?"),
+    reply(MENTION, "U_BOB", f"<@{BOT_USER}> what do you think, <@U_ANN>? and <@U9EXTERN1>?"),
 ]
 
 
@@ -132,7 +138,7 @@ def export(tmp_path: Path) -> Path:
         tmp_path / "export",
         {"general/2024-01-01.json": THREAD, "general/2024-01-02.json": LATER},
         users=[*PEOPLE, IDENTITY.user_record(TEAM)],
-        channels=[channel(CHANNEL, "general")],
+        channels=[channel(CHANNEL, "general"), channel("C0RANDOM1", "random")],
     )
 
 
@@ -165,7 +171,7 @@ def from_the_bot(slack: FakeSlack, tmp_path: Path) -> Thread:
     bot = start_bot(tmp_path / "bot", slack, engine)
     try:
         event = app_mention(
-            f"<@{BOT_USER}> what do you think, <@U_ANN>?",
+            f"<@{BOT_USER}> what do you think, <@U_ANN>? and <@U9EXTERN1>?",
             user="U_BOB",
             channel=CHANNEL,
             ts=MENTION,
@@ -196,10 +202,12 @@ def test_export_web_api_and_bot_read_a_thread_identically(
     assert fields(live) == fields(exported)
     assert scraped.user_labels == exported.user_labels
     assert live.user_labels == exported.user_labels
+    assert scraped.channel_labels == exported.channel_labels == live.channel_labels
+    assert live.channel_name == exported.channel_name == "general"
 
     # ...and the thread really covers every case, read as documented.
     by_ts = {m.ts: m for m in exported.messages}
-    assert len(exported.messages) == 11  # 13 records: a join and a hidden message dropped, a broadcast once
+    assert len(exported.messages) == 12  # 14 records: a join and a hidden message dropped, a broadcast once
     assert "words nobody should see" not in str(fields(exported))
     assert not any("has joined" in m.text for m in exported.messages)
     assert by_ts[ROOT].text == "plan for friday: <https://example.com/plan|the plan> &amp; more"
@@ -226,4 +234,6 @@ def test_export_web_api_and_bot_read_a_thread_identically(
         BOT_USER: "doppel",
         "B9CI": "ci",
         "B3HELP": "Helper Bot",
+        "U9EXTERN1": "Extie",  # the name Slack recorded with their message
     }
+    assert exported.channel_labels == {"C0RANDOM1": "random"}

@@ -42,6 +42,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from pydantic import BaseModel
 
 from doppelkit.models import DatasetReport, Message, Thread, User
+from doppelkit.mrkdwn import mentioned_user_ids
 
 __all__ = [
     "BOT_SUBTYPES",
@@ -468,6 +469,7 @@ def assemble_threads(
     report: DatasetReport,
     bot_users: Collection[str] = (),
     bot_names: Mapping[str, str] | None = None,
+    known_users: Collection[str] | None = None,
 ) -> list[Thread]:
     """Turn one conversation's raw messages (from all its day files or pages, any order) into
     threads, each message through :func:`parse_message`.
@@ -482,6 +484,12 @@ def assemble_threads(
     ``bot_users`` are user IDs that are bots; ``bot_names`` maps bot IDs (``B…``) to names (see
     :func:`bot_names_from_users`), used with the messages' own ``username``/``bot_profile`` for
     the threads' ``user_labels``. Dropped records are counted in ``report``.
+
+    ``known_users`` are the IDs the workspace names (``users.json`` / ``users.list``). People
+    missing from it (members of a shared channel from another workspace, some deleted members)
+    are named in ``user_labels`` by the ``user_profile`` Slack recorded with their messages: in
+    a thread they wrote in, by their latest message there; elsewhere in the conversation (a
+    mention), by their latest message in it. ``None``: no such names.
     """
     known_bots = bot_names or {}
     if not isinstance(bot_users, (set, frozenset)):
@@ -494,6 +502,10 @@ def assemble_threads(
     labels: dict[str, dict[str, str]] = {}
     parse = _parse
     dropped: set[Any] = set()  # the ts of records dropped so far
+    # Names recorded with messages of people known_users lacks: ID → [(ts, root, name)].
+    profiles: dict[str, list[tuple[float, str, str]]] = {}
+    if known_users is not None and not isinstance(known_users, (set, frozenset)):
+        known_users = frozenset(known_users)
     generated: Counter[str] = Counter()
     for raw in raw_messages:
         parsed = parse(raw, bot_users, generated)
@@ -509,10 +521,16 @@ def assemble_threads(
             continue
         fields = parsed[2].__dict__
         by_ts[fields["ts"]] = parsed  # the same ts twice (a re-exported broadcast): kept once
-        if fields["is_bot"] and fields["user"]:
-            name = bot_name(raw, known_bots, fields["user"])
+        author = fields["user"]
+        if fields["is_bot"]:
+            if author:
+                name = bot_name(raw, known_bots, author)
+                if name:
+                    labels.setdefault(parsed[1], {})[author] = name
+        elif known_users is not None and author and author not in known_users:
+            name = _profile_name(raw)
             if name:
-                labels.setdefault(parsed[1], {})[fields["user"]] = name
+                profiles.setdefault(author, []).append((parsed[0], parsed[1], name))
 
     # One sort by numeric ts (stable: equal timestamps keep arrival order) orders every thread.
     groups: dict[str, list[Message]] = {}
@@ -534,6 +552,9 @@ def assemble_threads(
                     continue
             root_keys[root] = root_key
         groups[root] = [message]
+
+    if profiles:
+        _label_unknown_people(groups, profiles, labels)
 
     threads = []
     channel_id, channel_name, private = channel.id, channel.name, channel.private
@@ -557,6 +578,39 @@ def assemble_threads(
     for kind, n in generated.items():
         report.left_out_generated(kind, n)
     return threads
+
+
+def _profile_name(raw: dict[str, Any]) -> str | None:
+    """The name Slack recorded with a message (its ``user_profile``), as a label: display
+    name, else real name, else handle."""
+    profile = raw.get("user_profile")
+    if not isinstance(profile, dict):
+        return None
+    for key in ("display_name", "real_name", "name"):
+        value = profile.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+def _label_unknown_people(
+    groups: Mapping[str, list[Message]],
+    profiles: Mapping[str, list[tuple[float, str, str]]],
+    labels: dict[str, dict[str, str]],
+) -> None:
+    """Name the people ``profiles`` knows in the threads that involve them (see assemble_threads)."""
+    latest = {uid: max(seen)[2] for uid, seen in profiles.items()}
+    in_thread: dict[tuple[str, str], str] = {}
+    for uid, seen in profiles.items():
+        for _, root, name in sorted(seen):
+            in_thread[(root, uid)] = name  # the latest in each thread wins
+    for root, messages in groups.items():
+        referenced = {m.user for m in messages if m.user}
+        for message in messages:
+            if "<@" in message.text:
+                referenced.update(mentioned_user_ids(message.text))
+        for uid in referenced & latest.keys():
+            labels.setdefault(root, {}).setdefault(uid, in_thread.get((root, uid), latest[uid]))
 
 
 def _ts_number(value: str) -> float | None:

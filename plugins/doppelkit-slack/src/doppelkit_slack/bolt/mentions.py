@@ -22,9 +22,10 @@ from slack_sdk.errors import SlackApiError, SlackRequestError
 
 from doppelkit.interfaces import Engine
 from doppelkit.models import DatasetReport, Message, Persona, Thread
+from doppelkit.mrkdwn import mentioned_channel_ids
 from doppelkit.threads import referenced_user_ids
 from doppelkit_slack.bolt.avatar import Avatars
-from doppelkit_slack.bolt.personas import MemberDirectory, PersonaChooser
+from doppelkit_slack.bolt.personas import ChannelDirectory, MemberDirectory, PersonaChooser
 from doppelkit_slack.bolt.posting import (
     Identity,
     bot_username,
@@ -74,12 +75,14 @@ class MentionReplier:
         avatars: Avatars,
         settings: ReplySettings,
         workers: int,
+        channels: ChannelDirectory | None = None,
     ) -> None:
         self.store = store
         self.engine = engine
         self.client = client
         self.chooser = chooser
         self.directory = directory
+        self.channels = channels
         self.avatars = avatars
         self.settings = settings
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="doppel-reply")
@@ -230,6 +233,7 @@ class MentionReplier:
             report=report,
             bot_users={user_id for user_id, member in members.items() if member.user.is_bot},
             bot_names=self.directory.bot_names(job.team),
+            known_users=members.keys(),
         )
         if report.drops:
             log.debug("left out of thread %s: %s", job.thread_ts, dict(report.drops))
@@ -247,7 +251,14 @@ class MentionReplier:
         for user_id in referenced:
             if user_id in members and user_id not in labels:
                 labels[user_id] = members[user_id].user.label
-        return thread.model_copy(update={"user_labels": labels})
+        # Channel names as training had them from channels.json: this channel's (the system
+        # prompt names it) and those of <#C…> mentions (public channels only).
+        channel_ids = {c for m in thread.messages if "<#" in m.text for c in mentioned_channel_ids(m.text)}
+        names = self.channels.names(job.team, sorted(channel_ids | {job.channel})) if self.channels else {}
+        channel_name = names.pop(job.channel, "")
+        return thread.model_copy(
+            update={"user_labels": labels, "channel_labels": names, "channel_name": channel_name}
+        )
 
     def _replies(self, job: MentionJob) -> list[dict[str, Any]]:
         collected: list[dict[str, Any]] = []

@@ -2,7 +2,7 @@
 
 * :class:`MemberDirectory` — the workspace's users (``users.list``), cached briefly, for names
   in prompts and for resolving ``/doppel`` arguments. Failures degrade to "no names", never
-  to an error reply.
+  to an error reply. :class:`ChannelDirectory` does the same for public channels' names.
 * :func:`published_personas` — personas the engine can serve (``Engine.personas()``), plus
   those with only a dataset under ``home``, so ``persona.user=erik`` resolves offline.
 * :class:`PersonaChooser` — the team's active persona from the store, falling back to the one
@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from slack_sdk import WebClient
@@ -95,6 +96,48 @@ class MemberDirectory:
             log.warning("users.list failed (%s); names fall back to user IDs", type(exc).__name__)
             return None
         return members
+
+
+class ChannelDirectory:
+    """Names of public channels (``conversations.info``), cached: a ``<#C…>`` mention without
+    an inline name reads ``#general`` in a prompt as it did in training, where the export's
+    channels.json named it. Private channels stay IDs (training names them only with the
+    source's opt-in); failures degrade to IDs."""
+
+    def __init__(self, client: WebClient, ttl: float = DIRECTORY_TTL_S) -> None:
+        self.client = client
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[str, str], tuple[float, str | None]] = {}
+
+    def names(self, team: str, channel_ids: Iterable[str]) -> dict[str, str]:
+        names: dict[str, str] = {}
+        for channel_id in channel_ids:
+            key = (team, channel_id)
+            with self._lock:
+                cached = self._cache.get(key)
+            if cached is None or time.monotonic() - cached[0] >= self.ttl:
+                cached = (time.monotonic(), self._fetch(channel_id))
+                with self._lock:
+                    self._cache[key] = cached
+            if cached[1]:
+                names[channel_id] = cached[1]
+        return names
+
+    def _fetch(self, channel_id: str) -> str | None:
+        if not SAFE_ID.fullmatch(channel_id):
+            return None
+        try:
+            channel = self.client.conversations_info(channel=channel_id).get("channel") or {}
+        except (SlackApiError, SlackRequestError, OSError) as exc:
+            log.info(
+                "conversations.info %s failed (%s); the mention stays an ID", channel_id, type(exc).__name__
+            )
+            return None
+        if channel.get("is_private") or channel.get("is_im") or channel.get("is_mpim"):
+            return None
+        name = channel.get("name")
+        return name if isinstance(name, str) and name else None
 
 
 def _member(raw: dict[str, object]) -> Member | None:

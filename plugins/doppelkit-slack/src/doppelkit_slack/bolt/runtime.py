@@ -19,7 +19,12 @@ from doppelkit_slack.bolt.commands import DoppelCommands
 from doppelkit_slack.bolt.config import MAX_RETRY_AFTER_S, BoltConfig
 from doppelkit_slack.bolt.forgetting import Forgetting
 from doppelkit_slack.bolt.mentions import SYSTEM_USERNAME, MentionReplier, ReplySettings
-from doppelkit_slack.bolt.personas import MemberDirectory, PersonaChooser, resolve_command_line_persona
+from doppelkit_slack.bolt.personas import (
+    ChannelDirectory,
+    MemberDirectory,
+    PersonaChooser,
+    resolve_command_line_persona,
+)
 from doppelkit_slack.bolt.posting import Identity, post_messages
 from doppelkit_slack.bolt.training import Launch, PipelineSteps, TrainingRunner, TrainingSteps, train_detached
 from doppelkit_slack.bolt.uninstall import WorkspaceEraser
@@ -119,6 +124,7 @@ def build_runtime(
         client=client,
         chooser=chooser,
         directory=directory,
+        channels=ChannelDirectory(client),
         avatars=Avatars(config.avatar, context.home, directory, config.public_url),
         settings=ReplySettings(config.max_message_chars, config.max_thread_messages, config.answer_dms),
         workers=config.reply_workers,

@@ -36,6 +36,7 @@ from doppelkit.interfaces import RunContext
 from doppelkit.models import ID, DatasetReport, Thread, User, Workspace, validate_safe_id
 from doppelkit.plugins import scrub
 from doppelkit.settings import ScrubConfig
+from doppelkit.threads import label_threads
 from doppelkit_slack.files import scrape_dir
 from doppelkit_slack.messages import assemble_threads, bot_names_from_users, message_text, user_from_record
 from doppelkit_slack.sources.checkpoint import MessageRedactor, ScrapeCheckpoint
@@ -258,18 +259,23 @@ class SlackApiSource:
             "cutoff_days": self.config.cutoff_days,
         }
 
-    def _list_channels(self, session: _Session) -> list[ChannelRef]:
+    def _list_channels(self, session: _Session) -> tuple[list[ChannelRef], dict[str, str]]:
+        """The channels to read, and the names of every channel this source may name in
+        ``<#C…>`` mentions (archived ones too, as the export's channels.json lists them)."""
         types = "public_channel,private_channel" if self.config.include_private else "public_channel"
-        listed = self._list(
-            session.caller, "conversations.list", "channels", types=types, exclude_archived=True
-        )
+        listed = self._list(session.caller, "conversations.list", "channels", types=types)
         channels: dict[str, ChannelRef] = {}
+        names: dict[str, str] = {}
         for raw in listed:
             channel_id, name = raw.get("id"), raw.get("name")
             if not isinstance(channel_id, str) or raw.get("is_im") or raw.get("is_mpim"):
                 continue  # DMs and group DMs are never read, whatever a server returns
             private = bool(raw.get("is_private") or raw.get("is_group"))
-            if (private and not self.config.include_private) or raw.get("is_archived"):
+            if private and not self.config.include_private:
+                continue
+            if isinstance(name, str) and name:
+                names.setdefault(channel_id, name)
+            if raw.get("is_archived"):
                 continue
             channels.setdefault(
                 channel_id,
@@ -282,7 +288,7 @@ class SlackApiSource:
             )
         ordered = sorted(channels.values(), key=lambda c: (c.name, c.id))  # as the export source
         if self.config.channels is None:
-            return ordered
+            return ordered, names
         wanted = self.config.channels
         unknown = [w for w in wanted if not any(w in (c.id, c.name) for c in ordered)]
         if unknown:
@@ -290,7 +296,7 @@ class SlackApiSource:
             raise ConfigError(
                 [f"source.channels: no readable channel {w!r} (available: {available})" for w in unknown]
             )
-        return [c for c in ordered if c.id in wanted or c.name in wanted]
+        return [c for c in ordered if c.id in wanted or c.name in wanted], names
 
     def _plan(self, session: _Session, checkpoint: ScrapeCheckpoint) -> dict[str, Any]:
         console = self.context.console
@@ -307,12 +313,14 @@ class SlackApiSource:
         checkpoint.clear()
         now = time.time()
         cutoff = self.config.cutoff_days
+        channels, names = self._list_channels(session)
         plan = {
             "options": options,
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "latest": f"{now:.6f}",  # fixed, so a resumed scrape reads the same span
             "oldest": None if cutoff is None else f"{now - cutoff * 86_400:.6f}",
-            "channels": [c.to_json() for c in self._list_channels(session)],
+            "channels": [c.to_json() for c in channels],
+            "channel_names": names,
         }
         checkpoint.save_plan(plan)
         return plan
@@ -326,11 +334,13 @@ class SlackApiSource:
             f"Progress is saved under {checkpoint.root}; run the same command again to resume."
         )
         bot_users = frozenset(u.id for u in session.users if u.is_bot)
+        known_users = frozenset(u.id for u in session.users)
         bot_names = bot_names_from_users(session.user_records)
         redact = self._redactor()
         with checkpoint.locked():
             plan = self._plan(session, checkpoint)
             channels = [ChannelRef(**c) for c in plan["channels"]]
+            channel_names = plan.get("channel_names") or {c.id: c.name for c in channels}
             with (
                 _ScrapeProgress(self.context, len(channels)) as progress,
                 ThreadPoolExecutor(self.config.max_concurrency, thread_name_prefix="slack-scrape") as pool,
@@ -351,9 +361,11 @@ class SlackApiSource:
                                 report=report,
                                 bot_users=bot_users,
                                 bot_names=bot_names,
+                                known_users=known_users,
                             )
                             del raw  # one channel in memory at a time
-                            for thread in threads:
+                            # <#C…> mentions by name, as the export source's workspace names them.
+                            for thread in label_threads(threads, {}, channel_names):
                                 # Redacted before journaling: ingest's own scrub finds nothing.
                                 report.count_scrubbed(thread_scrubbed(thread, scrubbed))
                                 yield thread

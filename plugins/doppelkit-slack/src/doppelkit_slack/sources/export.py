@@ -74,6 +74,7 @@ class _Reader:
     team: str
     bot_users: frozenset[str]
     bot_names: dict[str, str]
+    known_users: frozenset[str]
 
 
 class SlackExportSource:
@@ -154,7 +155,11 @@ class SlackExportSource:
             users = self._users(export)
             # The bundled sample names its demo persona, so a bare `doppelkit` just runs.
             default = SAMPLE_PERSONA if self.config.path is None else None
-            return Workspace(team=self._team(export, users), users=users, default_persona=default)
+            # Names for <#C…> mentions: the channels this source may read, and no others.
+            channels = {c.id: c.name for c in export.channels(include_private=self.config.include_private)}
+            return Workspace(
+                team=self._team(export, users), users=users, channels=channels, default_persona=default
+            )
 
     def threads(self, report: DatasetReport) -> Iterator[Thread]:
         try:
@@ -193,6 +198,7 @@ class SlackExportSource:
                 report=report,
                 bot_users=reader.bot_users,
                 bot_names=reader.bot_names,
+                known_users=reader.known_users,
             )
         yield from threads
 
@@ -208,6 +214,7 @@ class SlackExportSource:
                     team=self._team(export, users),
                     bot_users=frozenset(u.id for u in users if u.is_bot),
                     bot_names=bot_names_from_users(export.users()),
+                    known_users=frozenset(u.id for u in users),
                 )
             except BaseException:
                 export.close()
