@@ -57,6 +57,9 @@ def train(
     )
 
 
+SKIPPED_SHOWN = 10  # skipped files listed on the console; the report lists them all
+
+
 def print_dataset_report(report: DatasetReport, console: Console) -> None:
     table = Table(title=f"Dataset for {report.persona_name} ({report.persona_id})", show_header=False)
     table.add_column(style="bold")
@@ -74,8 +77,11 @@ def print_dataset_report(report: DatasetReport, console: Console) -> None:
         table.add_row(f"left out, not the person's words: {kind}", str(n))
     for kind, n in sorted(report.scrubbed.items()):
         table.add_row(f"scrubbed: {kind}", str(n))
-    for skipped in report.skipped_files:
+    for skipped in report.skipped_files[:SKIPPED_SHOWN]:
         table.add_row("skipped file", f"{skipped.path}: {skipped.reason}")
+    if len(report.skipped_files) > SKIPPED_SHOWN:
+        more = len(report.skipped_files) - SKIPPED_SHOWN
+        table.add_row("skipped files", f"… and {more} more, listed in the dataset report")
     console.print(table)
     console.print(f"dataset: {report.dataset_path}")
 

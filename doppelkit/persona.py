@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import unicodedata
 
 from doppelkit.errors import AmbiguousPersonaError, PersonaError
 from doppelkit.models import Persona, PersonaSelector, User, Workspace, is_safe_id
@@ -15,7 +16,9 @@ def _describe(user: User) -> str:
 
 
 def _fold(text: str) -> str:
-    return " ".join(text.casefold().lstrip("@").split())
+    """A name as compared: Unicode-normalised (a name typed on one system matches the same name
+    stored by another, composed or not), case-folded, without a leading ``@``, spaces squeezed."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().lstrip("@").split())
 
 
 def candidates(query: str, users: list[User], n: int = 5) -> list[User]:

@@ -6,15 +6,17 @@ from __future__ import annotations
 import os
 import stat
 import struct
+import unicodedata
 import zipfile
 from pathlib import Path
 
 import pytest
-from slack_export_builders import message, write_export, zip_dir
+from slack_export_builders import USERS, channel, message, user, write_export, zip_dir
 
 from doppelkit.errors import InputDataError
 from doppelkit.interfaces import RunContext
-from doppelkit.models import DatasetReport, Thread
+from doppelkit.models import DatasetReport, PersonaSelector, Thread
+from doppelkit.persona import resolve_persona
 from doppelkit_slack.sources.export import SlackExportSource
 from doppelkit_slack.sources.reader import open_export
 
@@ -252,3 +254,46 @@ def test_zip_without_utf8_flag_keeps_non_ascii_names(tmp_path: Path, run_context
     archive.write_bytes(bytes(data))
     threads, _ = read_all(source_for(archive, run_context))
     assert [(t.channel_name, t.messages[0].text) for t in threads] == [("café", "bonjour")]
+
+
+# -- Unicode normalisation (issue 11, class 5) ------------------------------------------------
+
+
+def test_a_channel_folder_in_another_unicode_form_is_read(tmp_path: Path, run_context: RunContext) -> None:
+    """macOS writes file names decomposed (NFD); channels.json has them composed (NFC). The
+    channel must be read, from a folder and from a re-zipped export, and nothing is lost silently."""
+    nfc, nfd = unicodedata.normalize("NFC", "café-zürich"), unicodedata.normalize("NFD", "café-zürich")
+    assert nfc != nfd
+    export = write_export(
+        tmp_path / "export",
+        {
+            f"{nfd}/2024-01-01.json": [message("1704100000.000100", "U1ANN", "bonjour from the café")],
+            "general/2024-01-01.json": [message("1704100000.000200", "U1ANN", "hi")],
+        },
+        channels=[channel("C1GEN", "general"), channel("C2CAFE", nfc), channel("C3EMPTY", "quiet-room")],
+        top={"groups.json": []},  # private channels exist: an unmatched folder would count as one
+    )
+    for path in (export, zip_dir(export, tmp_path / "export.zip")):
+        report = DatasetReport()
+        threads = list(source_for(path, run_context).threads(report))
+        assert {(t.channel, t.channel_name) for t in threads} == {("C1GEN", "general"), ("C2CAFE", nfc)}
+        assert "private_channel" not in report.drops
+        # A listed channel without a folder (nothing exported) is said, not silently skipped.
+        assert [(s.path, s.reason) for s in report.skipped_files] == [
+            ("quiet-room/", "listed in channels.json, but the export has no folder for it (no messages)")
+        ]
+
+
+def test_a_persona_name_typed_in_another_unicode_form_is_found(
+    tmp_path: Path, run_context: RunContext
+) -> None:
+    composed = unicodedata.normalize("NFC", "Zoë Ångström")
+    export = write_export(
+        tmp_path / "export",
+        {"general/2024-01-01.json": [message("1704100000.000100", "U4ZOE", "hej")]},
+        users=[*USERS, user("U4ZOE", "zoe", profile={"display_name": composed, "real_name": "Zoe A"})],
+    )
+    workspace = source_for(export, run_context).workspace()
+    for typed in (unicodedata.normalize("NFD", composed), unicodedata.normalize("NFD", "zoë ångström")):
+        assert typed != composed
+        assert resolve_persona(PersonaSelector(user=typed), workspace).id == "U4ZOE"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -289,14 +290,19 @@ class SlackApiSource:
         ordered = sorted(channels.values(), key=lambda c: (c.name, c.id))  # as the export source
         if self.config.channels is None:
             return ordered, names
-        wanted = self.config.channels
-        unknown = [w for w in wanted if not any(w in (c.id, c.name) for c in ordered)]
+        wanted = {unicodedata.normalize("NFC", w) for w in self.config.channels}  # as typed on any system
+        keys = {c.id: {c.id, unicodedata.normalize("NFC", c.name)} for c in ordered}
+        unknown = [
+            w
+            for w in self.config.channels
+            if not any(unicodedata.normalize("NFC", w) in k for k in keys.values())
+        ]
         if unknown:
             available = ", ".join(c.name for c in ordered) or "none"
             raise ConfigError(
                 [f"source.channels: no readable channel {w!r} (available: {available})" for w in unknown]
             )
-        return [c for c in ordered if c.id in wanted or c.name in wanted], names
+        return [c for c in ordered if keys[c.id] & wanted], names
 
     def _plan(self, session: _Session, checkpoint: ScrapeCheckpoint) -> dict[str, Any]:
         console = self.context.console

@@ -65,6 +65,9 @@ def cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+NO_FOLDER = "listed in channels.json, but the export has no folder for it (no messages)"
+
+
 @dataclass(frozen=True)
 class _Reader:
     """The export opened by one process, with what every channel's reading needs."""
@@ -176,6 +179,12 @@ class SlackExportSource:
         for path, reason in export.ignored:
             report.skip_file(path, reason)
         self._account_for_unread_folders(export, channels, report)
+        for channel in channels:
+            if channel.folder is None and not channel.private:  # private names are never recorded
+                report.skip_file(
+                    f"{channel.name}/",
+                    "listed in channels.json, but the export has no folder for it (no messages)",
+                )
         return [
             Partition(channel, sum(map(export.file_size, export.day_files(channel))), channel.name)
             for channel in channels

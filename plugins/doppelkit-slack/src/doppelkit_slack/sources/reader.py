@@ -29,6 +29,7 @@ import json
 import os
 import re
 import stat
+import unicodedata
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -331,6 +332,11 @@ class SlackExport:
                 self._folders.setdefault(folder, []).append(base)
         for day_files in self._folders.values():
             day_files.sort()
+        # Folder names as channels.json spells them: an export re-zipped on a Mac has its file
+        # names decomposed (NFD) while the JSON has them composed (NFC). Matched in NFC.
+        self._by_nfc: dict[str, str] = {}
+        for folder in sorted(self._folders):
+            self._by_nfc.setdefault(unicodedata.normalize("NFC", folder), folder)
         self._users: list[dict[str, Any]] | None = None
 
     # -- files ---------------------------------------------------------------------------
@@ -432,8 +438,12 @@ class SlackExport:
             channel_id = raw.get("id")
             if not isinstance(channel_id, str) or not channel_id:
                 continue
-            name = raw.get("name") if isinstance(raw.get("name"), str) else ""
+            raw_name = raw.get("name")
+            name = raw_name if isinstance(raw_name, str) else ""
             folder = next((f for f in (name, channel_id) if f and f in self._folders), None)
+            if folder is None:
+                keys = (unicodedata.normalize("NFC", name), channel_id)
+                folder = next((self._by_nfc[k] for k in keys if k in self._by_nfc), None)
             out.setdefault(channel_id, Channel(channel_id, name or channel_id, private, folder, raw))
         return sorted(out.values(), key=lambda c: (c.name, c.id))
 
