@@ -982,7 +982,7 @@ def test_rich_text_blocks_are_read_when_text_is_empty() -> None:
     (thread,) = assemble_threads(raw, team=TEAM, channel=channel, report=DatasetReport())
     assert thread.messages[0].text == (
         "plan for &lt;today&gt; &amp; <#C1>\n1. drain\n2. flip\n&gt; no downtime\n"
-        "```make deploy\nmake verify```\n<!here>_ ok?_"
+        "```make deploy\nmake verify```\n<!here> _ok?_"  # marks around the words, spaces outside
     )
 
 

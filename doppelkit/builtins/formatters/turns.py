@@ -35,7 +35,7 @@ _SEPARATOR_PATTERN = re.compile(r"(?:^|\n)[ \t]*---[ \t]*(?:\n|$)")
 
 # Message subtypes that carry something a person wrote. Everything else (joins, leaves, topic
 # and purpose changes, pins, channel renames, …) is an event, never text to learn or show.
-CONVERSATIONAL_SUBTYPES = frozenset({None, "thread_broadcast", "me_message", "file_share"})
+CONVERSATIONAL_SUBTYPES = frozenset({None, "thread_broadcast", "me_message", "file_share", "file_comment"})
 
 ELLIPSIS = "…"
 

@@ -138,3 +138,116 @@ def test_names_in_users_json_win_over_names_recorded_with_messages(
     )  # fmt: skip
     examples, _ = ingested(export, run_context, tmp_path)
     assert replies(examples) == ["@bob yes"]
+
+
+# -- class 6: older and newer message shapes -------------------------------------------------------
+
+
+def test_file_comments_are_the_commenters_words(tmp_path: Path, run_context: RunContext) -> None:
+    """Exports before 2018: a comment on a file is a ``file_comment`` message whose words are in
+    ``comment.comment`` (the text is Slack's "commented on …'s file" line)."""
+    comment = {
+        "type": "message",
+        "subtype": "file_comment",
+        "ts": "1433116900.000002",
+        "text": "<@U1ANN|ann> commented on <@U2BOB|bob>’s file <https://x.slack.com/files/bob/F1/plan.pdf|plan.pdf>: "
+        "page 2 needs numbers",
+        "file": {"id": "F1", "title": "plan.pdf", "user": "U2BOB"},
+        "comment": {"id": "Fc1", "user": "U1ANN", "comment": "page 2 needs numbers", "timestamp": 1433116900},
+        "is_intro": False,
+    }
+    export = write_export(
+        tmp_path / "export",
+        {"general/2015-06-01.json": [message("1433116800.000001", "U2BOB", "the plan is up"), comment]},
+    )
+    examples, report = ingested(export, run_context, tmp_path, session_gap_minutes=30)
+    assert replies(examples) == ["page 2 needs numbers"]
+    assert examples[0]["messages"][1]["content"] == "bob: the plan is up"
+    assert "file_comment" not in report.drops and report.generated_text == {"file_comment": 1}
+
+
+LIST_BLOCKS = [
+    {"type": "rich_text", "elements": [
+        {"type": "rich_text_section", "elements": [{"type": "text", "text": "the plan:"}]},
+        {"type": "rich_text_list", "style": "ordered", "indent": 0, "elements": [
+            {"type": "rich_text_section", "elements": [{"type": "text", "text": "ship"}]},
+            {"type": "rich_text_section", "elements": [{"type": "text", "text": "test"}]},
+        ]},
+        {"type": "rich_text_list", "style": "ordered", "indent": 1, "elements": [
+            {"type": "rich_text_section", "elements": [{"type": "text", "text": "unit"}]},
+            {"type": "rich_text_section", "elements": [{"type": "text", "text": "load"}]},
+        ]},
+        {"type": "rich_text_list", "style": "ordered", "indent": 2, "elements": [
+            {"type": "rich_text_section", "elements": [{"type": "text", "text": "1M messages"}]},
+        ]},
+        {"type": "rich_text_list", "style": "ordered", "indent": 0, "offset": 2, "elements": [
+            {"type": "rich_text_section", "elements": [{"type": "text", "text": "celebrate"}]},
+        ]},
+        {"type": "rich_text_list", "style": "bullet", "indent": 0, "elements": [
+            {"type": "rich_text_section", "elements": [{"type": "text", "text": "risks"}]},
+        ]},
+        {"type": "rich_text_list", "style": "bullet", "indent": 1, "elements": [
+            {"type": "rich_text_section", "elements": [
+                {"type": "text", "text": "it is "},
+                {"type": "text", "text": "very ", "style": {"bold": True}},
+                {"type": "text", "text": "late", "style": {"italic": True, "strike": True}},
+                {"type": "text", "text": " ", "style": {"bold": True}},
+                {"type": "link", "url": "https://x.io/r", "text": "the risk log", "style": {"bold": True}},
+            ]},
+        ]},
+        {"type": "rich_text_list", "style": "bullet", "indent": 2, "elements": [
+            {"type": "rich_text_section", "elements": [
+                {"type": "text", "text": "see "},
+                {"type": "canvas", "canvas_id": "F0CANVAS1", "text": "Q3 plan"},  # an element we do not know
+                {"type": "text", "text": " and "},
+                {"type": "text", "text": "run()", "style": {"code": True}},
+            ]},
+        ]},
+    ]},
+]  # fmt: skip
+
+
+def test_rich_text_rebuilt_from_blocks_keeps_numbering_nesting_and_styles(
+    tmp_path: Path, run_context: RunContext
+) -> None:
+    export = write_export(
+        tmp_path / "export", {"general/2024-01-01.json": [*thread_of("x")[:1], message(
+            "1704100100.000100", "U1ANN", "", thread_ts=ROOT, blocks=LIST_BLOCKS)]}
+    )  # fmt: skip
+    examples, _ = ingested(export, run_context, tmp_path)
+    assert replies(examples) == [
+        "the plan:\n"
+        "1. ship\n2. test\n"
+        "    a. unit\n    b. load\n"
+        "        i. 1M messages\n"
+        "3. celebrate\n"
+        "• risks\n"
+        "    ◦ it is *very* ~_late_~ *the risk log (https://x.io/r)*\n"
+        "        ▪ see Q3 plan and `run()`"
+    ]
+
+
+def test_canvases_lists_and_other_documents_are_noted_not_read(
+    tmp_path: Path, run_context: RunContext
+) -> None:
+    """Canvases (huddle notes are canvases too) and lists are documents, not chat: not read,
+    and each is named in the report (never counted as a private channel)."""
+    export = write_export(
+        tmp_path / "export",
+        {
+            "general/2024-01-01.json": thread_of("a reply"),
+            "general/canvas_in_the_conversation.json": [{"type": "canvas", "title": "Channel canvas"}],
+            "F0CANVAS1:Q3-plan/2024-01-01.json": [{"type": "message", "text": "canvas text", "ts": "1.0"}],
+            "F0LIST001/2024-01-01.json": [{"type": "list_record", "text": "a list row"}],
+        },
+        top={"groups.json": [], "canvases.json": [{"id": "F0CANVAS1"}], "integration_logs.json": []},
+    )
+    examples, report = ingested(export, run_context, tmp_path)
+    assert replies(examples) == ["a reply"]
+    assert "private_channel" not in report.drops
+    assert sorted((s.path, s.reason) for s in report.skipped_files) == [
+        ("F0CANVAS1:Q3-plan/", "a canvas or list (a document, not chat): not read"),
+        ("F0LIST001/", "a canvas or list (a document, not chat): not read"),
+        ("canvases.json", "canvases (documents, not chat): not read"),
+        ("general/canvas_in_the_conversation.json", "the channel's canvas (a document, not chat): not read"),
+    ]

@@ -213,7 +213,7 @@ def test_export_web_api_and_bot_read_a_thread_identically(
     assert by_ts[ROOT].text == "plan for friday: <https://example.com/plan|the plan> &amp; more"
     assert by_ts["1704100100.000100"].edited
     assert by_ts["1704100200.000100"].text == (
-        "blocks only: <@U_BOB> see <https://example.com/spec|the spec>:tada:* now*\n• a &lt; b &amp; c"
+        "blocks only: <@U_BOB> see <https://example.com/spec|the spec>:tada: *now*\n• a &lt; b &amp; c"
     )
     ci, helper, slackbot = (
         by_ts[ts] for ts in ("1704100300.000100", "1704100400.000100", "1704100800.000100")

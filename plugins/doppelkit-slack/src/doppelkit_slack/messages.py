@@ -47,6 +47,7 @@ from doppelkit.mrkdwn import mentioned_user_ids
 __all__ = [
     "BOT_SUBTYPES",
     "CONTENT_SUBTYPES",
+    "FILE_COMMENT",
     "FILE_UPLOAD",
     "MALFORMED",
     "SLACKBOT",
@@ -70,7 +71,15 @@ __all__ = [
 # (joins, leaves, topic/purpose/name changes, pins, reminders, deleted-message tombstones, …)
 # and is dropped, counted under its own name in the dataset report.
 CONTENT_SUBTYPES = frozenset(
-    {"thread_broadcast", "reply_broadcast", "me_message", "file_share", "bot_message", "slackbot_response"}
+    {
+        "thread_broadcast",
+        "reply_broadcast",
+        "me_message",
+        "file_share",
+        "file_comment",
+        "bot_message",
+        "slackbot_response",
+    }
 )
 BOT_SUBTYPES = frozenset({"bot_message", "slackbot_response"})
 # Legacy names, stored as today's so formatters see one name: older exports call a reply also
@@ -214,6 +223,19 @@ def _escape(text: str) -> str:
 _STYLE_MARKS = (("code", "`"), ("bold", "*"), ("italic", "_"), ("strike", "~"))
 
 
+def _styled(text: str, style: Any) -> str:
+    """``text`` in the mrkdwn marks of a rich-text ``style``, as Slack writes them: around the
+    words, with the spaces around them left outside (``*very* ``, never ``*very *``)."""
+    core = text.strip()
+    if not core or not isinstance(style, dict):
+        return text
+    for key, mark in _STYLE_MARKS:
+        if style.get(key):
+            core = f"{mark}{core}{mark}"
+    start = len(text) - len(text.lstrip())
+    return text[:start] + core + text[start + len(text.strip()) :]
+
+
 def _inline_text(elements: Any) -> str:
     """Rich-text inline elements (``text``, ``user``, ``link``, ``emoji``, …) as mrkdwn."""
     out: list[str] = []
@@ -222,13 +244,7 @@ def _inline_text(elements: Any) -> str:
             continue
         kind = element.get("type")
         if kind == "text":
-            text = _escape(str(element.get("text") or ""))
-            style = element.get("style")
-            if text.strip() and isinstance(style, dict):
-                for key, mark in _STYLE_MARKS:
-                    if style.get(key):
-                        text = f"{mark}{text}{mark}"
-            out.append(text)
+            out.append(_styled(_escape(str(element.get("text") or "")), element.get("style")))
         elif kind == "user" and element.get("user_id"):
             out.append(f"<@{element['user_id']}>")
         elif kind == "channel" and element.get("channel_id"):
@@ -239,7 +255,8 @@ def _inline_text(elements: Any) -> str:
             out.append(f"<!{element['range']}>")
         elif kind == "link" and element.get("url"):
             url, label = _escape(str(element["url"])), element.get("text")
-            out.append(f"<{url}|{_escape(label)}>" if isinstance(label, str) and label else f"<{url}>")
+            link = f"<{url}|{_escape(label)}>" if isinstance(label, str) and label else f"<{url}>"
+            out.append(_styled(link, element.get("style")))
         elif kind == "emoji" and element.get("name"):
             tone = element.get("skin_tone")
             out.append(f":{element['name']}:" + (f":skin-tone-{tone}:" if tone else ""))
@@ -247,11 +264,52 @@ def _inline_text(elements: Any) -> str:
             out.append(_escape(str(element.get("fallback") or "")))
         elif kind == "color" and element.get("value"):
             out.append(_escape(str(element["value"])))
+        else:  # a kind added since (a canvas, a team, …): its words, if it carries any
+            words = element.get("text") or element.get("fallback") or element.get("name")
+            if isinstance(words, str) and words:
+                out.append(_styled(_escape(words), element.get("style")))
     return "".join(out)
 
 
+# List markers by nesting level, as the Slack client shows them: 1. a. i. and • ◦ ▪.
+_BULLETS = ("•", "◦", "▪")
+
+
+def _list_marker(ordered: bool, indent: int, number: int) -> str:
+    if not ordered:
+        return _BULLETS[indent % 3]
+    level = indent % 3
+    if level == 0:
+        return f"{number}."
+    if level == 1:
+        return f"{_alphabetic(number)}."
+    return f"{_roman(number)}."
+
+
+def _alphabetic(number: int) -> str:
+    """1 → a, 26 → z, 27 → aa (spreadsheet columns, lower case)."""
+    letters = ""
+    while number > 0:
+        number, rest = divmod(number - 1, 26)
+        letters = chr(ord("a") + rest) + letters
+    return letters or "a"
+
+
+def _roman(number: int) -> str:
+    numerals = (
+        (1000, "m"), (900, "cm"), (500, "d"), (400, "cd"), (100, "c"), (90, "xc"),
+        (50, "l"), (40, "xl"), (10, "x"), (9, "ix"), (5, "v"), (4, "iv"), (1, "i"),
+    )  # fmt: skip
+    out = ""
+    for value, numeral in numerals:
+        while number >= value:
+            out, number = out + numeral, number - value
+    return out or "i"
+
+
 def _rich_text(elements: Any) -> list[str]:
-    """The parts of a ``rich_text`` block: sections, code blocks, quotes and lists."""
+    """The parts of a ``rich_text`` block: sections, code blocks, quotes and lists (numbered
+    from their ``offset``, nested by ``indent``)."""
     parts: list[str] = []
     for element in elements if isinstance(elements, list) else ():
         if not isinstance(element, dict):
@@ -264,13 +322,21 @@ def _rich_text(elements: Any) -> list[str]:
         elif kind == "rich_text_quote":
             parts.append("\n".join("&gt; " + line for line in _inline_text(inner).split("\n")))
         elif kind == "rich_text_list":
-            indent = "    " * int(element.get("indent") or 0)
+            indent = _count(element.get("indent"))
+            offset = _count(element.get("offset"))
             ordered = element.get("style") == "ordered"
             items = [_inline_text(item.get("elements")) for item in inner or () if isinstance(item, dict)]
             parts.append(
-                "\n".join(f"{indent}{f'{n}.' if ordered else '•'} {item}" for n, item in enumerate(items, 1))
+                "\n".join(
+                    f"{'    ' * indent}{_list_marker(ordered, indent, offset + n)} {item}"
+                    for n, item in enumerate(items, 1)
+                )
             )
     return parts
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def blocks_text(raw: dict[str, Any]) -> str:
@@ -283,8 +349,12 @@ def blocks_text(raw: dict[str, Any]) -> str:
         kind = block.get("type")
         if kind == "rich_text":
             parts.extend(_rich_text(block.get("elements")))
-        elif kind in ("section", "header") and isinstance(block.get("text"), dict):
-            parts.append(str(block["text"].get("text") or ""))
+        elif kind in ("section", "header"):
+            if isinstance(block.get("text"), dict):
+                parts.append(str(block["text"].get("text") or ""))
+            for text_field in block.get("fields") or ():
+                if isinstance(text_field, dict) and isinstance(text_field.get("text"), str):
+                    parts.append(text_field["text"])
         elif kind == "context":
             for element in block.get("elements") or ():
                 if isinstance(element, dict) and isinstance(element.get("text"), str):
@@ -319,17 +389,41 @@ _FILE_LINE = re.compile(
     r"(?: and commented: (?P<comment>.*))?\Z",
     re.DOTALL,
 )
-FILE_UPLOAD = "file_upload"  # the kind of generated text counted in DatasetReport.generated_text
+# A comment on a file (exports before 2018): Slack's line, then the comment after ": ".
+_COMMENT_LINE = re.compile(
+    r"<@[^|<>\s]+(?:\|[^<>]*)?> commented on (?:<@[^|<>\s]+(?:\|[^<>]*)?>['’]s|your|their) file "
+    r"(?:<[^<>]*>|[^<>\n:]*): (?P<comment>.*)\Z",
+    re.DOTALL,
+)
+# The kinds of generated text counted in DatasetReport.generated_text.
+FILE_UPLOAD = "file_upload"
+FILE_COMMENT = "file_comment"
+
+
+def _file_comment(raw: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The author and the words of a ``file_comment`` message's ``comment`` (each None if absent)."""
+    comment = raw.get("comment")
+    if not isinstance(comment, dict):
+        return None, None
+    user, words = comment.get("user"), comment.get("comment")
+    return (user if isinstance(user, str) and user else None), (words if isinstance(words, str) else None)
 
 
 def without_generated_text(raw: dict[str, Any], text: str, author: str | None) -> tuple[str, str | None]:
     """``text`` without what Slack generated in it, and the kind removed (or None): an upload
-    line (``<@U1|ann> uploaded a file: <…|plan.pdf> and commented: see p. 2`` → ``see p. 2``).
+    line (``<@U1|ann> uploaded a file: <…|plan.pdf> and commented: see p. 2`` → ``see p. 2``),
+    or the line of a ``file_comment`` (its words are the ``comment``'s).
 
     Removed only when the line names the message's own author or the record is an upload
     (``file_share``, ``upload: true``, ``files``/``file``): a person typing such words about
     someone else keeps them.
     """
+    if raw.get("subtype") == "file_comment":
+        words = _file_comment(raw)[1]
+        if words is None:
+            match = _COMMENT_LINE.match(text)
+            words = match["comment"] if match else text
+        return words.strip(), FILE_COMMENT
     if text[:2] != "<@" or "file" not in text:  # cheap: nearly every message stops here
         return text, None
     match = _FILE_LINE.match(text)
@@ -387,6 +481,8 @@ def _parse(
         return "hidden"
     bot_id = raw.get("bot_id")
     user = raw.get("user")
+    if subtype == "file_comment":  # exports before 2018: the comment's author wrote it
+        user = _file_comment(raw)[0] or user
     is_bot = (
         bool(bot_id)
         or subtype in BOT_SUBTYPES
@@ -402,7 +498,7 @@ def _parse(
         text = "" if text is None else str(text)
     if not text and "blocks" in raw:
         text = blocks_text(raw)
-    if text[:2] == "<@":  # maybe an upload line Slack wrote (see without_generated_text)
+    if text[:2] == "<@" or subtype == "file_comment":  # maybe a line Slack wrote (without_generated_text)
         text, kind = without_generated_text(raw, text, user)
         if kind is not None and generated is not None:
             generated[kind] += 1

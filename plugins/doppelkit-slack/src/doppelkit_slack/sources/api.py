@@ -49,8 +49,9 @@ LIST_PAGE_SIZE = 200  # users.list / conversations.list: not capped like message
 
 # Keys whose string values (at any depth of a raw message) are redacted before journaling:
 # ``text`` (the message, rich-text ``blocks`` leaves, ``attachments``), the attachment fields a
-# bot's text is rebuilt from, and file titles and snippet previews (never used, never kept raw).
-TEXT_KEYS = frozenset({"text", "fallback", "pretext", "title", "preview"})
+# bot's text is rebuilt from, a file comment's words, and file titles and snippet previews
+# (never used, never kept raw).
+TEXT_KEYS = frozenset({"text", "fallback", "pretext", "title", "preview", "comment"})
 
 
 class MessageScrubber:

@@ -31,12 +31,15 @@ from doppelkit.interfaces import Partition, RunContext
 from doppelkit.models import ID, DatasetReport, Thread, User, Workspace, validate_safe_id
 from doppelkit_slack.messages import assemble_threads, bot_names_from_users, user_from_record
 from doppelkit_slack.sources.reader import (
+    CHANNEL_CANVAS,
     DEFAULT_MAX_FILE_BYTES,
     DEFAULT_MAX_UNCOMPRESSED_BYTES,
+    DOCUMENT_FILES,
     GROUPS_FILE,
     Channel,
     SlackExport,
     is_dm_folder,
+    is_document_folder,
     open_export,
 )
 
@@ -66,6 +69,8 @@ def cyclic_gc_paused() -> Iterator[None]:
 
 
 NO_FOLDER = "listed in channels.json, but the export has no folder for it (no messages)"
+CHANNEL_CANVAS_REASON = "the channel's canvas (a document, not chat): not read"
+NOT_A_DAY_FILE = "not a day file (YYYY-MM-DD.json): not read"
 
 
 @dataclass(frozen=True)
@@ -239,13 +244,22 @@ class SlackExportSource:
     def _account_for_unread_folders(
         self, export: SlackExport, channels: list[Channel], report: DatasetReport
     ) -> None:
-        """Count (never open) the conversation folders this run does not read."""
+        """Count (never open) the conversation folders this run does not read, and name the
+        documents (canvases, lists) and stray files it leaves out."""
         read = {c.folder for c in channels}
         private_listed = export.has(GROUPS_FILE) and not self.config.include_private
+        for name in export.top_files():
+            if name in DOCUMENT_FILES:
+                report.skip_file(name, DOCUMENT_FILES[name])
         for folder in export.folders():
             if folder in read:
+                for path in export.other_files(folder):
+                    why = CHANNEL_CANVAS_REASON if path.endswith("/" + CHANNEL_CANVAS) else NOT_A_DAY_FILE
+                    report.skip_file(path, why)
                 continue
-            if is_dm_folder(folder):
+            if is_document_folder(folder):
+                report.skip_file(folder + "/", "a canvas or list (a document, not chat): not read")
+            elif is_dm_folder(folder):
                 report.drop("direct_message")
             elif private_listed:
                 # Not public and private channels exist: counted, not named (names can be sensitive).

@@ -52,6 +52,7 @@ __all__ = [
     "SlackExport",
     "is_day_file",
     "is_dm_folder",
+    "is_document_folder",
     "open_export",
 ]
 
@@ -63,6 +64,16 @@ CHANNELS_FILE = "channels.json"
 GROUPS_FILE = "groups.json"
 # Listed only so they are recognised; this module never opens them.
 NEVER_READ_FILES = frozenset({"dms.json", "mpims.json"})
+
+# Documents newer exports hold besides conversations (canvases — huddle notes are canvases
+# too — and lists): not chat, never read, named in the report.
+DOCUMENT_FILES = {
+    "canvases.json": "canvases (documents, not chat): not read",
+    "lists.json": "lists (documents, not chat): not read",
+}
+CHANNEL_CANVAS = "canvas_in_the_conversation.json"
+# A canvas's or a list's own folder: its file ID (F…), sometimes with ":" and its title.
+DOCUMENT_FOLDER = re.compile(r"^F[A-Z0-9]{6,}(:.*)?$")
 
 DAY_FILE = re.compile(r"^\d{4}-\d{2}-\d{2}\.json$")
 # Folder names Slack gives direct messages (``D…`` conversation IDs) and group DMs.
@@ -88,6 +99,11 @@ class ExportFileError(InputDataError):
 def is_day_file(name: str) -> bool:
     """True for a conversation's ``YYYY-MM-DD.json`` day file name (the base name only)."""
     return bool(DAY_FILE.match(name))
+
+
+def is_document_folder(name: str) -> bool:
+    """True for a folder that holds a canvas or a list (named by its ``F…`` file ID)."""
+    return bool(DOCUMENT_FOLDER.match(name))
 
 
 def is_dm_folder(name: str) -> bool:
@@ -358,6 +374,14 @@ class SlackExport:
     def folders(self) -> list[str]:
         """Every conversation folder in the export, sorted (listing only: nothing is read)."""
         return sorted(self._folders)
+
+    def top_files(self) -> list[str]:
+        """The export's top-level files (names), sorted."""
+        return sorted(self._top_files)
+
+    def other_files(self, folder: str) -> list[str]:
+        """The files of ``folder`` that are not day files (paths): a channel's canvas, …"""
+        return [f"{folder}/{base}" for base in self._folders.get(folder, []) if not is_day_file(base)]
 
     def folder_files(self, folder: str) -> list[str]:
         """The ``YYYY-MM-DD.json`` day files of ``folder`` (paths, oldest first)."""
