@@ -53,7 +53,7 @@ from doppelkit.errors import InputDataError
 from doppelkit.interfaces import Formatter, Partition, PartitionedSource
 from doppelkit.models import DatasetReport, Message, Persona, Thread, updated
 from doppelkit.plugins import Scrubber
-from doppelkit.threads import SessionGrouper, is_lone_top_level, label_threads
+from doppelkit.threads import SessionGrouper, is_lone_top_level, label_threads, threadless_sessions
 
 # Scrub this many messages' texts in one search (see Scrubber.texts); output is the same for
 # any batch size, only the number of calls changes.
@@ -87,6 +87,7 @@ class Work:
     corpus_team: str
     source_name: str = "source"  # to name it when it gives an invalid message
     platform: str = ""  # the source's chat platform, set on threads that do not say
+    threadless_gap_minutes: float | None = None  # used when session_gap_minutes is None
 
 
 @dataclass
@@ -207,6 +208,21 @@ def _with_texts(thread: Thread, texts: Sequence[str]) -> Thread:
     return updated(thread, messages=clean)
 
 
+def _prepared(work: Work, threads: Iterable[Thread], collector: _Collector) -> Iterable[Thread]:
+    """The source's threads counted, named, and — channels without threads, unless sessions are
+    asked for everywhere (or never) — grouped into sessions."""
+    threads = label_threads(
+        _counted(checked(threads, work.source_name), collector), work.labels, work.channel_names
+    )
+    if work.session_gap_minutes or not work.threadless_gap_minutes:
+        return threads
+
+    def grouped(_: Thread) -> None:
+        collector.report.threadless_channels += 1
+
+    return threadless_sessions(threads, work.threadless_gap_minutes, grouped)
+
+
 def _counted(threads: Iterable[Thread], collector: _Collector) -> Iterator[Thread]:
     platform = collector.work.platform
     for thread in threads:
@@ -234,9 +250,7 @@ def serial_pieces(
     """Every thread of ``threads`` (one stream, in order) turned into pieces, in this process;
     counts go straight into ``report`` and ``scrubbed``."""
     collector = _Collector(work, report, scrubbed)
-    stream = label_threads(
-        _counted(checked(threads, work.source_name), collector), work.labels, work.channel_names
-    )
+    stream = _prepared(work, threads, collector)
     grouper = SessionGrouper(work.session_gap_minutes) if work.session_gap_minutes else None
     for thread in stream:
         collector.add(grouper.feed(thread) if grouper else (thread,))
@@ -272,9 +286,7 @@ def part_result(work: Work, threads: Iterable[Thread], report: DatasetReport) ->
     """One part's threads turned into its :class:`PartResult`; ``report`` is where the source
     counts while reading the part (it goes with the piece being built at the time)."""
     collector = _Collector(work, report, Counter())
-    stream = label_threads(
-        _counted(checked(threads, work.source_name), collector), work.labels, work.channel_names
-    )
+    stream = _prepared(work, threads, collector)
     gap = work.session_gap_minutes
     if not gap:
         collector.add(stream)

@@ -71,6 +71,8 @@ def print_dataset_report(report: DatasetReport, console: Console) -> None:
         "examples kept",
         f"{report.examples_kept} ({report.train_examples} train, {report.eval_examples} held out)",
     )
+    if report.threadless_channels:
+        table.add_row("channels without threads, read as sessions", str(report.threadless_channels))
     for reason, n in sorted(report.drops.items()):
         table.add_row(f"dropped: {reason}", str(n))
     for kind, n in sorted(report.generated_text.items()):

@@ -286,6 +286,11 @@ class DatasetReport(_Model):
     channels_read: int = Field(0, description="conversations the threads came from")
     private_channels_read: int = Field(0, description="of which private (only with the source's opt-in)")
     persona_messages: int = Field(0, description="messages by the persona in the threads read, used or not")
+    threadless_channels: int = Field(
+        0,
+        description="channels where nobody ever replied in a thread, read as time-gap sessions "
+        "(`dataset.threadless_gap_minutes`)",
+    )
     platform: str | None = Field(
         None,
         description='what the source read (`Slack`; `""` when it does not say); `null`: ingested '
@@ -371,6 +376,7 @@ class DatasetReport(_Model):
         "channels_read",
         "private_channels_read",
         "persona_messages",
+        "threadless_channels",
         "candidate_persona_messages",
         "examples_kept",
         "train_examples",

@@ -169,6 +169,7 @@ def ingest(run: RunConfig, context: RunContext) -> IngestResult:
         channel_names=workspace.channels,
         eval_fraction=eval_fraction,
         session_gap_minutes=dataset.session_gap_minutes,
+        threadless_gap_minutes=dataset.threadless_gap_minutes,
         corpus_team=persona.team,
         source_name=run["source"].name,
         platform=report.platform,

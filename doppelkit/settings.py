@@ -45,6 +45,12 @@ class DatasetConfig(_Section):
         description="merge lone top-level messages of a channel this close together into one "
         "conversation; null = off",
     )
+    threadless_gap_minutes: float | None = Field(
+        30.0,
+        gt=0,
+        description="when session_gap_minutes is null: merge lone messages this close together in "
+        "channels where nobody ever replied in a thread (exports from before 2017); null = leave them alone",
+    )
     workers: int | None = Field(
         None,
         ge=1,

@@ -6,12 +6,14 @@ Both work one thread at a time, so ingest keeps streaming in bounded memory:
   (``Thread.user_labels``), so formatters need no workspace;
 * :func:`group_sessions` — merge lone top-level messages of one channel that follow each other
   within N minutes into one conversation (``kind="session"``), for workspaces that rarely use
-  threads (``dataset.session_gap_minutes``).
+  threads (``dataset.session_gap_minutes``);
+* :func:`threadless_sessions` — the same, only in channels without any thread (exports from
+  before threads existed; ``dataset.threadless_gap_minutes``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from doppelkit.models import Thread, Workspace, updated
 from doppelkit.mrkdwn import mentioned_channel_ids, mentioned_user_ids
@@ -146,3 +148,31 @@ def group_sessions(threads: Iterable[Thread], gap_minutes: float) -> Iterator[Th
     for thread in threads:
         yield from grouper.feed(thread)
     yield from grouper.flush()
+
+
+def threadless_sessions(
+    threads: Iterable[Thread], gap_minutes: float, on_grouped: Callable[[Thread], None] = lambda _: None
+) -> Iterator[Thread]:
+    """Time-gap sessions in the channels of ``threads`` where nobody ever replied in a thread.
+
+    Slack has threads since 2017: in an older export (or a channel nobody threads in) every
+    message stands alone and every reply would be learnt without what it answered. Such a
+    channel's messages are grouped as :func:`group_sessions` groups them; channels with any
+    thread pass through untouched. A source yields a channel's threads together, so one channel
+    is held at a time; ``on_grouped`` is called with the first thread of each channel grouped.
+    """
+    channel: list[Thread] = []
+
+    def flush() -> Iterator[Thread]:
+        if len(channel) > 1 and all(is_lone_top_level(t) for t in channel):
+            on_grouped(channel[0])
+            yield from group_sessions(channel, gap_minutes)
+        else:
+            yield from channel
+
+    for thread in threads:
+        if channel and (channel[0].team, channel[0].channel) != (thread.team, thread.channel):
+            yield from flush()
+            channel = []
+        channel.append(thread)
+    yield from flush()

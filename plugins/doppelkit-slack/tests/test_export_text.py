@@ -150,7 +150,7 @@ def test_file_comments_are_the_commenters_words(tmp_path: Path, run_context: Run
         "type": "message",
         "subtype": "file_comment",
         "ts": "1433116900.000002",
-        "text": "<@U1ANN|ann> commented on <@U2BOB|bob>’s file <https://x.slack.com/files/bob/F1/plan.pdf|plan.pdf>: "
+        "text": "<@U1ANN|ann> commented on <@U2BOB|bob>’s file <https://x.io/F1/plan.pdf|plan.pdf>: "
         "page 2 needs numbers",
         "file": {"id": "F1", "title": "plan.pdf", "user": "U2BOB"},
         "comment": {"id": "Fc1", "user": "U1ANN", "comment": "page 2 needs numbers", "timestamp": 1433116900},
@@ -251,3 +251,48 @@ def test_canvases_lists_and_other_documents_are_noted_not_read(
         ("canvases.json", "canvases (documents, not chat): not read"),
         ("general/canvas_in_the_conversation.json", "the channel's canvas (a document, not chat): not read"),
     ]
+
+
+# -- class 7: exports from before threads ----------------------------------------------------------
+
+
+def test_channels_without_threads_are_read_as_time_gap_sessions(
+    tmp_path: Path, run_context: RunContext
+) -> None:
+    """Threads came to Slack in 2017: in an older export every message stands alone, and every
+    reply would be learnt with an empty context. Channels where nobody ever replied in a thread
+    are grouped into time-gap sessions by default; channels with threads are left as they are."""
+    t0 = 1433116800  # June 2015
+    old = [
+        message(f"{t0}.000100", "U2BOB", "anyone know why the build is red?"),
+        message(f"{t0 + 120}.000100", "U1ANN", "the flaky payments test again, I will quarantine it"),
+        message(f"{t0 + 7200}.000100", "U2BOB", "lunch?"),
+        message(f"{t0 + 7260}.000100", "U1ANN", "yes, the usual place at noon works for me"),
+    ]
+    root = f"{t0 + 86400}.000100"
+    modern = [
+        message(root, "U2BOB", "a question in a thread", thread_ts=root),
+        message(f"{t0 + 86460}.000100", "U1ANN", "an answer in that thread, long enough", thread_ts=root),
+        message(f"{t0 + 86500}.000100", "U2BOB", "a lone message in a threaded channel"),
+        message(f"{t0 + 86560}.000100", "U1ANN", "a lone answer in a threaded channel, long enough"),
+    ]
+    export = write_export(
+        tmp_path / "export",
+        {"general/2015-06-01.json": old, "modern/2015-06-02.json": modern},
+        channels=[channel("C1GEN", "general"), channel("C2NEW", "modern")],
+    )
+    examples, report = ingested(export, run_context, tmp_path)
+    contexts = {example["messages"][-1]["content"]: example["messages"][1]["content"] for example in examples}
+    assert contexts == {
+        "the flaky payments test again, I will quarantine it": "bob: anyone know why the build is red?",
+        "yes, the usual place at noon works for me": "bob: lunch?",
+        "an answer in that thread, long enough": "bob: a question in a thread",
+        "a lone answer in a threaded channel, long enough": "(new conversation)",
+    }
+    assert report.threadless_channels == 1
+    kinds = {example["meta"]["channel_name"]: example["meta"]["thread_kind"] for example in examples[:2]}
+    assert kinds == {"general": "session"}
+
+    examples, report = ingested(export, run_context, tmp_path / "off", threadless_gap_minutes=None)
+    assert {example["messages"][1]["content"] for example in examples[:2]} == {"(new conversation)"}
+    assert report.threadless_channels == 0
