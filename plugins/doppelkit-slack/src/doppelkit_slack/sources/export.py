@@ -26,9 +26,10 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from doppelkit.errors import InputDataError
+from doppelkit.errors import InputDataError, PersonaError
 from doppelkit.interfaces import Partition, RunContext
 from doppelkit.models import ID, DatasetReport, Thread, User, Workspace, validate_safe_id
+from doppelkit.persona import find_user
 from doppelkit_slack.messages import assemble_threads, bot_names_from_users, user_from_record
 from doppelkit_slack.sources.reader import (
     CHANNEL_CANVAS,
@@ -80,6 +81,7 @@ class _Reader:
     pid: int
     export: SlackExport
     team: str
+    workspace: str | None  # the one workspace of a Grid export read, if it holds several
     bot_users: frozenset[str]
     bot_names: dict[str, str]
     known_users: frozenset[str]
@@ -137,8 +139,13 @@ class SlackExportSource:
         )
 
     def _team(self, export: SlackExport, users: list[User]) -> str:
+        """The team to file datasets under: ``source.team``, the chosen workspace of an
+        Enterprise Grid export (:meth:`_workspace`), or the most common team in users.json."""
         if self.config.team:
             return self.config.team
+        chosen = self._workspace(export, users)
+        if chosen is not None:
+            return chosen
         team = export.team_id()
         if team is None:
             # Old exports carry no team_id: derive a stable ID from the members instead.
@@ -148,6 +155,43 @@ class SlackExportSource:
             return validate_safe_id(team, "team")
         except ValueError as exc:
             raise InputDataError(f"{export.label}: users.json has {exc}; set source.team=T…") from None
+
+    def _workspace(self, export: SlackExport, users: list[User]) -> str | None:
+        """The workspace to read in an Enterprise Grid export of several (None: read it all).
+
+        ``persona.team`` chooses; without it, the one workspace the persona belongs to. Several
+        and no way to choose is a one-line error listing them.
+        """
+        workspaces = export.workspaces()
+        if len(workspaces) < 2:
+            return None
+        listed = ", ".join(f"{team} ({n} member{'s' * (n != 1)})" for team, n in workspaces.items())
+        wanted = self.context.persona.team
+        if wanted:
+            if wanted not in workspaces:
+                raise InputDataError(
+                    f"persona.team={wanted!r} is not one of the workspaces of this Enterprise Grid "
+                    f"export: {listed}."
+                )
+            return wanted
+        who = ""
+        query = self.context.persona.user
+        if query:
+            try:
+                user = find_user(query, users)
+            except PersonaError:
+                user = None
+            if user is not None:
+                records = {r.get("id"): r for r in export.users()}
+                theirs = sorted(export.member_workspaces(records.get(user.id) or {}) & workspaces.keys())
+                if len(theirs) == 1:
+                    return theirs[0]
+                if theirs:
+                    who = f" {query} is in {' and '.join(theirs)}: set persona.team to one of them."
+        raise InputDataError(
+            f"This Enterprise Grid export holds {len(workspaces)} workspaces: {listed}; choose one with "
+            f"persona.team=T….{who}"
+        )
 
     @staticmethod
     def _users(export: SlackExport) -> list[User]:
@@ -163,7 +207,8 @@ class SlackExportSource:
             users = self._users(export)
             # The bundled sample names its demo persona, so a bare `doppelkit` just runs.
             default = SAMPLE_PERSONA if self.config.path is None else None
-            # Names for <#C…> mentions: the channels this source may read, and no others.
+            # Names for <#C…> mentions: the channels this source may read (all of a Grid export's
+            # workspaces: a mention crosses them as people do), and no others.
             channels = {c.id: c.name for c in export.channels(include_private=self.config.include_private)}
             return Workspace(
                 team=self._team(export, users), users=users, channels=channels, default_persona=default
@@ -179,22 +224,30 @@ class SlackExportSource:
     def partitions(self, report: DatasetReport) -> list[Partition]:
         """One part per channel with a folder, in reading order (``ingest`` may read them in
         worker processes); sized by their day files' bytes."""
-        export = self._reader().export  # a missing or broken users.json fails here
-        channels = export.channels(include_private=self.config.include_private)
+        reader = self._reader()  # a missing or broken users.json fails here
+        export = reader.export
+        listed = export.channels(include_private=self.config.include_private)
         for path, reason in export.ignored:
             report.skip_file(path, reason)
-        self._account_for_unread_folders(export, channels, report)
+        self._account_for_unread_folders(export, listed, report)
+        channels = listed
+        if reader.workspace is not None:  # one workspace of a Grid export: its channels only
+            channels = [c for c in listed if self._in_workspace(export, c, reader.workspace)]
+            if len(channels) < len(listed):
+                report.drop("other_workspace_channel", len(listed) - len(channels))
         for channel in channels:
             if channel.folder is None and not channel.private:  # private names are never recorded
-                report.skip_file(
-                    f"{channel.name}/",
-                    "listed in channels.json, but the export has no folder for it (no messages)",
-                )
+                report.skip_file(f"{channel.name}/", NO_FOLDER)
         return [
             Partition(channel, sum(map(export.file_size, export.day_files(channel))), channel.name)
             for channel in channels
             if channel.folder is not None  # listed, but no messages were exported
         ]
+
+    @staticmethod
+    def _in_workspace(export: SlackExport, channel: Channel, workspace: str) -> bool:
+        teams = export.channel_workspaces(channel)
+        return not teams or workspace in teams  # a channel that does not say is everyone's
 
     def partition_threads(self, partition: Partition, report: DatasetReport) -> Iterator[Thread]:
         """The threads of one channel. The export is opened once per process (a worker forked
@@ -226,6 +279,7 @@ class SlackExportSource:
                     pid=os.getpid(),
                     export=export,
                     team=self._team(export, users),
+                    workspace=self._workspace(export, users),
                     bot_users=frozenset(u.id for u in users if u.is_bot),
                     bot_names=bot_names_from_users(export.users()),
                     known_users=frozenset(u.id for u in users),

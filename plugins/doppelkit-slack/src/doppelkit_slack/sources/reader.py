@@ -60,6 +60,7 @@ DEFAULT_MAX_UNCOMPRESSED_BYTES = 8 * 1024**3
 DEFAULT_MAX_FILE_BYTES = 256 * 1024**2
 
 USERS_FILE = "users.json"
+ORG_USERS_FILE = "org_users.json"  # an Enterprise Grid export's members, instead of users.json
 CHANNELS_FILE = "channels.json"
 GROUPS_FILE = "groups.json"
 # Listed only so they are recognised; this module never opens them.
@@ -314,10 +315,11 @@ class _DirectoryFiles:
 def _find_root(names: list[str]) -> str:
     """The folder prefix holding ``channels.json``: ``""`` normally, ``"Name/"`` for a zip (or a
     folder) that wraps the export in one top-level folder, as re-zipping often does."""
-    if CHANNELS_FILE in names or USERS_FILE in names:
+    if CHANNELS_FILE in names or USERS_FILE in names or ORG_USERS_FILE in names:
         return ""
     wrapped = {n[: -len(CHANNELS_FILE)] for n in names if n.endswith("/" + CHANNELS_FILE)}
     wrapped |= {n[: -len(USERS_FILE)] for n in names if n.endswith("/" + USERS_FILE)}
+    wrapped |= {n[: -len(ORG_USERS_FILE)] for n in names if n.endswith("/" + ORG_USERS_FILE)}
     top_level = sorted(p for p in wrapped if p.count("/") == 1)
     return top_level[0] if len(top_level) == 1 else ""
 
@@ -415,8 +417,8 @@ class SlackExport:
         if not self.has(name):
             raise InputDataError(
                 f"{self.label} has no {name}, so it is not a Slack workspace export (expected "
-                f"{USERS_FILE}, {CHANNELS_FILE} and one folder per channel). Point source.path at the "
-                "export .zip or its unzipped folder."
+                f"{USERS_FILE} — {ORG_USERS_FILE} in an Enterprise Grid export —, {CHANNELS_FILE} and one "
+                "folder per channel). Point source.path at the export .zip or its unzipped folder."
             )
         try:
             data = self.read_json(name)
@@ -432,10 +434,42 @@ class SlackExport:
     # -- workspace -----------------------------------------------------------------------
 
     def users(self) -> list[dict[str, Any]]:
-        """The raw records of ``users.json`` (cached). Raises if it is missing or corrupt."""
+        """The raw records of ``users.json`` — or, in an Enterprise Grid export, of
+        ``org_users.json`` — (cached). Raises if neither is there, or it is corrupt."""
         if self._users is None:
-            self._users = self._read_list(USERS_FILE, "users")
+            name = ORG_USERS_FILE if self.has(ORG_USERS_FILE) and not self.has(USERS_FILE) else USERS_FILE
+            self._users = self._read_list(name, "users")
         return self._users
+
+    def workspaces(self) -> dict[str, int]:
+        """An Enterprise Grid export's workspaces (team IDs) → how many members each has, from
+        the members' ``enterprise_user.teams``; empty for a plain workspace export."""
+        counts: Counter[str] = Counter()
+        for user in self.users():
+            enterprise = user.get("enterprise_user")
+            teams = enterprise.get("teams") if isinstance(enterprise, dict) else None
+            if isinstance(teams, list):
+                counts.update({t for t in teams if isinstance(t, str) and t})
+        return dict(sorted(counts.items()))
+
+    @staticmethod
+    def member_workspaces(user: dict[str, Any]) -> set[str]:
+        """The workspaces a (Grid) member record belongs to."""
+        enterprise = user.get("enterprise_user")
+        teams = enterprise.get("teams") if isinstance(enterprise, dict) else None
+        return {t for t in teams or () if isinstance(t, str) and t}
+
+    @staticmethod
+    def channel_workspaces(channel: Channel) -> set[str]:
+        """The workspaces a channel belongs to, as a Grid export records it (none: unknown)."""
+        raw = channel.raw
+        teams: set[str] = set()
+        for key in ("context_team_id", "team_id", "team"):
+            if isinstance(raw.get(key), str) and raw[key]:
+                teams.add(raw[key])
+        for key in ("internal_team_ids", "shared_team_ids"):
+            teams.update(t for t in raw.get(key) or () if isinstance(t, str) and t)
+        return teams
 
     def team_id(self) -> str | None:
         """The workspace's team ID: the most common ``team_id`` in ``users.json`` (guests from
