@@ -180,3 +180,21 @@ def test_no_usable_messages_when_the_persona_only_uploaded_files(tmp_path: Path)
     output = no_examples_output(tmp_path, uploads, "quiet")
     assert "wrote 2 messages" in output and "no words: 2" in output
     assert "min_length" not in output
+
+
+def test_half_an_emoji_in_a_day_file_is_dropped_not_a_crash(tmp_path: Path) -> None:
+    # Slack's truncation can cut an emoji's UTF-16 pair in half: the day file then holds a lone
+    # surrogate escape, which json accepts but no UTF-8 file can hold.
+    thread = [
+        message("1704100000.000100", "U2BOB", "is the deploy out?", thread_ts="1704100000.000100"),
+        message("1704100000.000200", "U1ANN", "yes it is SMILE", thread_ts="1704100000.000100"),
+    ]
+    export = write_export(tmp_path / "export", {"general/2024-01-01.json": "[]"})
+    raw = json.dumps(thread).replace("SMILE", "\\ud83d done")
+    (export / "general" / "2024-01-01.json").write_text(raw, encoding="utf-8")
+    code, output, out = ingest(
+        tmp_path, f"source.path={export}", "persona.user=ann", "formatter.min_length=1"
+    )
+    assert code == 0, output
+    replies = [json.loads(line)["messages"][-1]["content"] for line in out.read_text("utf-8").splitlines()]
+    assert replies == ["yes it is  done"]

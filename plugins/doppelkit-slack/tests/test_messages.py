@@ -7,7 +7,15 @@ from typing import Any
 import pytest
 
 from doppelkit.models import DatasetReport, Message
-from doppelkit_slack.messages import MALFORMED, ChannelInfo, assemble_threads, message_text, parse_message
+from doppelkit_slack.messages import (
+    MALFORMED,
+    ChannelInfo,
+    assemble_threads,
+    message_text,
+    parse_message,
+    without_lone_surrogates,
+)
+from doppelkit_slack.sources.scraper import page_messages
 
 TS = "1704100000.000100"
 
@@ -98,3 +106,21 @@ def test_assembly_labels_bots_and_counts_drops() -> None:
     assert thread.user_labels == {"B9CI": "ci", "B8": "Deploy Bot"}
     assert (thread.channel, thread.channel_name, thread.private) == ("C1", "", False)
     assert report.drops == {"channel_join": 1}
+
+
+def test_half_an_emoji_is_dropped_and_whole_ones_kept() -> None:
+    raw = {"ts": TS, "text": "cut \ud83d here, whole \U0001f600", "files": [{"name": "\ude00x"}], "n": 1}
+    assert without_lone_surrogates(raw) == {
+        "ts": TS,
+        "text": "cut  here, whole \U0001f600",
+        "files": [{"name": "x"}],
+        "n": 1,
+    }
+
+
+def test_the_web_api_source_drops_half_emojis_too() -> None:
+    page = {"messages": [{"ts": TS, "user": "U1", "text": "ok \ud83d"}, {"text": "no ts"}]}
+    messages = page_messages(page)
+    assert messages == [{"ts": TS, "user": "U1", "text": "ok "}]
+    message = parsed(messages[0])
+    assert message.text.encode("utf-8") == b"ok "

@@ -142,6 +142,21 @@ _thread = TrustedBuilder(
 # -- people and bots --------------------------------------------------------------------------
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def without_lone_surrogates(value: Any) -> Any:
+    """``value`` with every unpaired surrogate removed from its strings (paired ones are already
+    one character after parsing); what is left is valid Unicode."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("", value)
+    if isinstance(value, list):
+        return [without_lone_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {without_lone_surrogates(key): without_lone_surrogates(item) for key, item in value.items()}
+    return value
+
+
 def user_from_record(raw: dict[str, Any]) -> User | None:
     """A :class:`User` from one ``users.json`` / ``users.list`` record (``None`` without an ID)."""
     user_id = raw.get("id")

@@ -41,6 +41,7 @@ from typing import Any, Protocol
 import orjson
 
 from doppelkit.errors import InputDataError
+from doppelkit_slack.messages import without_lone_surrogates
 
 __all__ = [
     "DEFAULT_MAX_FILE_BYTES",
@@ -407,7 +408,9 @@ class SlackExport:
         except orjson.JSONDecodeError:
             pass
         try:
-            return json.loads(data)
+            # orjson refuses what json takes: a lone UTF-16 surrogate escape (half an emoji cut
+            # by Slack's truncation), which would then fail every UTF-8 write downstream.
+            return without_lone_surrogates(json.loads(data))
         except UnicodeDecodeError as exc:
             raise ExportFileError(name, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         except ValueError as exc:

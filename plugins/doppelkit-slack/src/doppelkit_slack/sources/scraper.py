@@ -20,6 +20,7 @@ from concurrent.futures import Executor, Future, as_completed
 from dataclasses import dataclass
 from typing import Any
 
+from doppelkit_slack.messages import without_lone_surrogates
 from doppelkit_slack.sources.checkpoint import ChannelJournal, ChannelProgress
 from doppelkit_slack.webclient import SlackCaller, SlackCallError, SlackUnavailableError
 
@@ -64,7 +65,10 @@ def page_messages(response: dict[str, Any]) -> list[dict[str, Any]]:
     messages = response.get("messages")
     if not isinstance(messages, list):
         return []
-    return [m for m in messages if isinstance(m, dict) and isinstance(m.get("ts"), str)]
+    # Slack may send half an emoji (a lone surrogate), which no UTF-8 file can hold.
+    return [
+        without_lone_surrogates(m) for m in messages if isinstance(m, dict) and isinstance(m.get("ts"), str)
+    ]
 
 
 def has_replies(message: dict[str, Any]) -> bool:
