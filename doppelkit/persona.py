@@ -69,7 +69,16 @@ def find_user(query: str, users: list[User], where: str = "in this workspace") -
 
 
 def resolve_persona(selector: PersonaSelector, workspace: Workspace) -> Persona:
-    """Resolve the configured persona in ``workspace``; bots can never be a persona."""
+    """Resolve the configured persona in ``workspace``; bots can never be a persona.
+
+    A ``selector.team`` the source does not read is refused before anything is written: the
+    persona would otherwise be filed under the source's team and overwrite its datasets (the
+    bot asks for ``persona.team`` = the workspace a ``/doppel train`` came from)."""
+    if selector.team is not None and selector.team != workspace.team:
+        raise PersonaError(
+            f"persona.team={selector.team!r}, but the source reads workspace {workspace.team!r}: "
+            "point source.* at that workspace's export or API. Nothing was written."
+        )
     if not selector.user and workspace.default_persona:
         selector = selector.model_copy(update={"user": workspace.default_persona})
     if not selector.user:

@@ -45,3 +45,11 @@ def test_a_demo_workspace_may_name_a_default_persona() -> None:
     demo = WS.model_copy(update={"default_persona": "U1"})
     assert resolve_persona(PersonaSelector(), demo).id == "U1"
     assert resolve_persona(PersonaSelector(user="U2"), demo).id == "U2"
+
+
+def test_a_team_the_source_does_not_read_is_refused() -> None:
+    # /doppel train from another workspace asks for persona.team=<that workspace>: refusing it
+    # here, before any file is opened, keeps that run from overwriting this team's dataset.
+    with pytest.raises(PersonaError, match=r"persona.team='T2', but the source reads workspace 'T1'"):
+        resolve_persona(PersonaSelector(user="maya", team="T2"), WS)
+    assert resolve_persona(PersonaSelector(user="maya", team="T1"), WS).team == "T1"

@@ -18,6 +18,7 @@ from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
 from doppelkit.home import Home
+from doppelkit.models import SAFE_ID
 from doppelkit_slack.bolt.commands import DoppelCommands, Invocation
 from doppelkit_slack.bolt.mentions import MentionReplier
 from doppelkit_slack.bolt.uninstall import WorkspaceEraser
@@ -62,9 +63,35 @@ def build_app(parts: BotParts, *, client: WebClient, signing_secret: str | None)
     return app
 
 
+NOT_SERVED = "This bot does not serve this workspace."
+
+
+def served_team(claimed: object, context: BoltContext) -> str | None:
+    """The team a request may act for: the one its token was authorised for, and only when
+    the request names that very team (a valid ID). Every store query, file path and engine
+    lookup of the request is keyed by it; None: refuse the request.
+
+    With one bot token (``SLACK_BOT_TOKEN``) Bolt authorises every request with ``auth.test``
+    of that token, so a request naming another team — another workspace of an org, a forged
+    ``../../etc`` — is refused. With OAuth the installation was looked up by the request's
+    team, so the two agree for every installed workspace.
+    """
+    if not isinstance(claimed, str) or not SAFE_ID.fullmatch(claimed):
+        return None
+    result = context.authorize_result
+    authorised = result.team_id if result is not None else None
+    if authorised is not None and authorised != claimed:
+        log.warning("refused a request for team %r: the token is team %s's", claimed[:40], authorised)
+        return None
+    return claimed
+
+
 def register_listeners(app: App, parts: BotParts) -> None:
     def accept(body: dict[str, Any], context: BoltContext) -> None:
         parts.eraser.remember_bot(context.bot_user_id, context.bot_id)
+        if served_team(body.get("team_id"), context) is None:
+            log.debug("event %s: ignored: not this bot's workspace", body.get("event_id"))
+            return
         outcome = parts.replier.accept(body, bot_user_id=context.bot_user_id, bot_id=context.bot_id)
         log.debug("event %s: %s", body.get("event_id"), outcome)
 
@@ -74,8 +101,12 @@ def register_listeners(app: App, parts: BotParts) -> None:
     @app.command(COMMAND)
     def doppel(ack: Ack, command: dict[str, Any], context: BoltContext) -> None:
         parts.eraser.remember_bot(context.bot_user_id, context.bot_id)
+        team = served_team(command.get("team_id"), context)
+        if team is None:
+            ack(text=NOT_SERVED, response_type="ephemeral")
+            return
         invocation = Invocation(
-            team=str(command.get("team_id") or context.team_id or ""),
+            team=team,
             channel=str(command.get("channel_id") or ""),
             user_id=str(command.get("user_id") or ""),
         )
@@ -87,20 +118,15 @@ def register_listeners(app: App, parts: BotParts) -> None:
         ack(text=reply, response_type="ephemeral")  # only the person who typed it sees it
 
     @app.event("app_uninstalled")
-    def uninstalled(body: dict[str, Any]) -> None:
-        if team := _team(body):
+    def uninstalled(body: dict[str, Any], context: BoltContext) -> None:
+        if team := served_team(body.get("team_id"), context):
             parts.eraser.app_uninstalled(team)
 
     @app.event("tokens_revoked")
-    def revoked(body: dict[str, Any]) -> None:
-        if team := _team(body):
+    def revoked(body: dict[str, Any], context: BoltContext) -> None:
+        if team := served_team(body.get("team_id"), context):
             parts.eraser.tokens_revoked(team, body.get("event") or {})
 
     # Anything else Slack sends (a subscribed event we do not use) is acknowledged, not a 404
     # that Slack would retry.
     app.event(re.compile(".*"))(lambda: None)
-
-
-def _team(body: dict[str, Any]) -> str | None:
-    team = body.get("team_id")
-    return team if isinstance(team, str) and team else None

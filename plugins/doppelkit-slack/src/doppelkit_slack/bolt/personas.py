@@ -245,25 +245,24 @@ class PersonaChooser:
     def answering(self, team: str) -> Answering | None:
         """Who answers mentions in ``team`` right now, or None if nobody is set up."""
         user_id = self.store.active_user(team)
-        persona_team = team
         name = None
-        if user_id is None and self.command_line is not None:
-            # Single-workspace run: the persona named on the command line answers everywhere
-            # no one was chosen with /doppel switch.
-            chosen = self.command_line
+        chosen = self.command_line
+        if user_id is None and chosen is not None and chosen.team in (None, team):
+            # The persona named on the command line answers where no one was chosen with
+            # /doppel switch: in its own team only (pinned), or — not yet trained anywhere, a
+            # name — as the member of this team it names.
             user_id = chosen.user_id
             if user_id is None:
                 user_id = self._find_by_name(team, chosen.query)
                 if user_id is None:
                     return None
-            persona_team = chosen.team or team
             name = chosen.name
         if user_id is None:
             return None
-        record = self.store.get(persona_team, user_id)
+        record = self.store.get(team, user_id)
         label = (record.name if record else None) or name or self.directory.label(team, user_id)
-        persona = Persona(team=persona_team, user=User(id=user_id, display_name=label))
-        trained = self.engine.current_version(persona_team, user_id) is not None
+        persona = Persona(team=team, user=User(id=user_id, display_name=label))
+        trained = self.engine.current_version(team, user_id) is not None
         return Answering(persona, record, trained)
 
     def _find_by_name(self, team: str, query: str) -> str | None:
