@@ -101,7 +101,7 @@ def run(rate: float = RATE_PER_S, duration: float = DURATION_S) -> dict[str, Any
                 return response.elapsed
 
             acks = open_loop(mention, count, rate, pool)
-        queued_at_end = len(bot.runtime.parts.replier.pending)
+        queued_at_end = bot.runtime.parts.replier.jobs.health()["queued"]
         wait_idle(bot.runtime, timeout=60)
         wait_for_posts(stub, count + 1, timeout=30)
         time.sleep(0.5)

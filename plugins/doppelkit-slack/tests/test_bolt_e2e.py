@@ -250,7 +250,7 @@ def test_the_trained_persona_answers_once_in_the_thread(trained_home: Path, slac
         assert engine.replies == 1, "one generation for one mention, whatever the retries"
         assert posts and {p.thread_ts for p in posts} == {root}
         assert {p.username for p in posts} == {"maya-bot"}, "answered by the trained persona"
-        assert all(p.params["metadata"]["event_payload"] == {"persona": MAYA} for p in posts)
+        assert all(p.params["metadata"]["event_payload"]["persona"] == MAYA for p in posts)
         assert "".join(p.text for p in posts).strip()
         assert all("<!" not in p.text and "<@" not in p.text for p in posts)
         assert slack.count("chat.postMessage") == len(posts)

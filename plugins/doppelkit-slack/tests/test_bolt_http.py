@@ -267,15 +267,34 @@ def test_rate_limits_while_replying_are_retried(bot: Bot) -> None:
     assert bot.slack.count("chat.postMessage") == 3
 
 
-def test_persistent_server_errors_give_up_cleanly_and_the_bot_keeps_working(bot: Bot) -> None:
+def test_persistent_server_errors_give_up_visibly_and_the_bot_keeps_working(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+) -> None:
     bot.slack.inject_fault("chat.postMessage", status=500, times=3)  # first try + 2 retries
     bot.mention()
-    assert wait_until(lambda: bot.slack.count("chat.postMessage") == 3)
+    assert wait_until(lambda: bot.slack.count("chat.postMessage") == 4)
     wait_idle(bot.runtime)
-    assert bot.slack.posts == []
+    # Not silent: logged with Slack's error code, counted on /healthz, and the person is told.
+    [notice] = bot.slack.posts
+    assert notice.username == "doppelkit" and "internal_error" in notice.text
+    assert any("Slack error internal_error" in r.getMessage() for r in caplog.records)
+    health = _health(bot)
+    assert health["counts"]["failed"] == 1
+    assert health["last_failures"][0]["error"] == "internal_error"
     bot.mention("still there?", ts="1700000009.000100")
-    [post] = replies(bot)
+    post = replies(bot, n=2)[-1]
     assert post.text.endswith("still there?")
+
+
+def _health(bot: Bot) -> dict[str, Any]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(bot.server.url + "/healthz") as response:
+            return dict(json.loads(response.read()), http=response.status)
+    except urllib.error.HTTPError as error:
+        return dict(json.loads(error.read()), http=error.code)
 
 
 def test_long_and_multi_message_replies_are_split_and_posted_in_order(
@@ -342,12 +361,13 @@ def test_only_the_personas_own_replies_become_its_turns(bot: Bot) -> None:
     [ann_reply] = replies(bot)
     assert ann_reply.params["metadata"] == {
         "event_type": "doppelkit_reply",
-        "event_payload": {"persona": "U_ANN"},
+        "event_payload": {"persona": "U_ANN", "job": f"{TEAM}:{CHANNEL}:{ROOT_TS}", "part": 0},
     }
     bot.engine.fail_with = RuntimeError("the model is down")
     _mention_in_thread(bot, "second?")
     notice = replies(bot, n=2)[-1]
-    assert notice.username == "doppelkit" and "metadata" not in notice.params
+    assert notice.username == "doppelkit" and notice.params["metadata"]["event_type"] == "doppelkit_notice"
+    assert "persona" not in notice.params["metadata"]["event_payload"]
 
     bot.engine.fail_with = None
     bot.engine.versions[(TEAM, "U_BOB")] = "v1"

@@ -7,6 +7,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,43 @@ def test_claims_are_insert_or_ignore_under_concurrency(store: PersonaStore) -> N
         assert sorted(pool.map(attempt, range(6))) == [False] * 5 + [True]
     assert store.claim("event:Ev2") is True
     assert store.prune_claims() == 0
+
+
+def _job_values(key: str) -> dict[str, object]:
+    return {
+        "key": key, "kind": "reply", "team": "T1", "channel": "C1", "ts": "1.000001", "thread_ts": "1.000001",
+        "user_id": "U1", "text": "hi", "bot_user_id": "UB", "bot_id": "BB",
+    }  # fmt: skip
+
+
+def test_reply_jobs_are_recorded_once_claimed_once_and_taken_over_after_the_lease(
+    store: PersonaStore,
+) -> None:
+    from datetime import timedelta
+
+    assert store.add_job(_job_values("T1:C1:1.000001")) is True
+    assert store.add_job(_job_values("T1:C1:1.000001")) is False  # a retry finds it taken
+    with ThreadPoolExecutor(8) as pool:
+        claims = list(
+            pool.map(lambda i: store.claim_job("T1:C1:1.000001", f"w{i}", timedelta(minutes=1)), range(8))
+        )
+    [claimed] = [c for c in claims if c is not None]
+    owner = next(f"w{i}" for i, c in enumerate(claims) if c is not None)
+    assert claimed.attempts == 1 and claimed.reply is None
+    assert store.update_job(claimed.key, owner, reply={"messages": ["a", "b"]}, posted=1)
+    assert not store.update_job(claimed.key, "someone-else", posted=2)  # only the holder writes
+    assert store.claim_job(claimed.key, "late", timedelta(minutes=1)) is None  # the lease holds
+    store.renew_leases(owner, timedelta(seconds=-1))  # the holder died: its lease runs out
+    assert [key for key, _ in store.claimable_jobs(queued_before=datetime_now())] == [claimed.key]
+    again = store.claim_job(claimed.key, "next", timedelta(minutes=1))
+    assert again is not None and again.attempts == 2 and again.posted == 1
+    assert again.reply == {"messages": ["a", "b"]}
+    assert store.update_job(claimed.key, "next", state="done")
+    assert store.claim_job(claimed.key, "third", timedelta(minutes=1)) is None
+    assert store.unfinished_jobs() == 0
+
+
+def datetime_now() -> datetime:
+    from doppelkit_slack.store import now
+
+    return now()

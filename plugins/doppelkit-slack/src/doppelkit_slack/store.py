@@ -8,15 +8,22 @@ Three tables:
   is what makes two concurrent ``/doppel train`` of one person impossible: only one insert (or
   one conditional update of a finished row) can win.
 * ``doppel_active_personas`` — the persona that answers mentions in each team.
-* ``doppel_processed_events`` — claims of event IDs and (channel, ts) pairs: inserting a key
-  that exists fails, so exactly one delivery of an event gets to reply.
+* ``doppel_processed_events`` — dedup claims (slash commands, interactions): inserting a key
+  that exists fails, so exactly one delivery gets to run.
+* ``doppel_reply_jobs`` — one row per message the bot must answer (its key is the message:
+  team, channel, ts, so a retry, a concurrent duplicate or the app_mention/message double
+  delivery cannot add a second). A worker claims a job with a lease it keeps renewing; the row
+  holds the reply once generated and how many of its parts were posted, so after a crash the
+  next worker posts the rest, never a part twice (:mod:`doppelkit_slack.bolt.jobs`).
 
 Imported only when the bolt frontend starts (SQLAlchemy is not needed for ``doppelkit --help``).
 """
 
 from __future__ import annotations
 
+import builtins
 import contextlib
+import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +38,9 @@ from sqlalchemy.pool import StaticPool
 from doppelkit.errors import UserError
 
 SCRAPING, TRAINING, TRAINED, FAILED = "scraping", "training", "trained", "failed"
+# Reply jobs: queued → running → done | failed (a running job whose lease ran out is claimable).
+JOB_QUEUED, JOB_RUNNING, JOB_DONE, JOB_FAILED = "queued", "running", "done", "failed"
+JOB_STATES = (JOB_QUEUED, JOB_RUNNING, JOB_DONE, JOB_FAILED)
 STATES = (SCRAPING, TRAINING, TRAINED, FAILED)
 FINISHED = (TRAINED, FAILED)
 # The only moves the state machine allows; a new ``train`` restarts a finished row at SCRAPING.
@@ -74,6 +84,28 @@ class PersonaRecord:
     requested_by: str | None
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A reply job as stored: the message to answer and how far the answer got."""
+
+    key: str
+    kind: str  # "reply", or "busy" (the queue was full: a short notice instead)
+    team: str
+    channel: str
+    ts: str
+    thread_ts: str
+    user: str
+    text: str
+    bot_user_id: str | None
+    bot_id: str | None
+    state: str
+    reply: dict[str, Any] | None  # the composed answer (messages, identity), once generated
+    posted: int  # how many of its messages are in Slack
+    attempts: int  # claims so far (> 1: resumed after a crash or a lost lease)
+    error: str | None
+    created_at: datetime
 
 
 def default_url(state_dir: Path) -> str:
@@ -143,6 +175,30 @@ class PersonaStore:
             self.metadata,
             sa.Column("key", sa.String(255), primary_key=True),
             sa.Column("created_at", ts, nullable=False, index=True),
+        )
+        self.jobs = sa.Table(
+            "doppel_reply_jobs",
+            self.metadata,
+            sa.Column("key", sa.String(255), primary_key=True),
+            sa.Column("kind", sa.String(16), nullable=False),
+            sa.Column("team", sa.String(64), nullable=False),
+            sa.Column("channel", sa.String(64), nullable=False),
+            sa.Column("ts", sa.String(32), nullable=False),
+            sa.Column("thread_ts", sa.String(32), nullable=False),
+            sa.Column("user_id", sa.String(64), nullable=False),
+            sa.Column("text", sa.Text, nullable=False),
+            sa.Column("bot_user_id", sa.String(64)),
+            sa.Column("bot_id", sa.String(64)),
+            sa.Column("state", sa.String(16), nullable=False, index=True),
+            sa.Column("reply", sa.Text),  # JSON, once generated
+            sa.Column("posted", sa.Integer, nullable=False, default=0),
+            sa.Column("attempts", sa.Integer, nullable=False, default=0),
+            sa.Column("owner", sa.String(128)),
+            sa.Column("lease_until", ts),
+            sa.Column("error", sa.Text),
+            sa.Column("created_at", ts, nullable=False),
+            sa.Column("updated_at", ts, nullable=False),
+            sa.CheckConstraint(f"state IN {JOB_STATES!r}", name="ck_doppel_reply_jobs_state"),
         )
 
     # --- plumbing ---------------------------------------------------------------------------
@@ -330,6 +386,7 @@ class PersonaStore:
         with self._write() as conn:
             conn.execute(self.active.delete().where(self.active.c.team == team))
             conn.execute(self.personas.delete().where(self.personas.c.team == team))
+            conn.execute(self.jobs.delete().where(self.jobs.c.team == team))  # messages' text
 
     # --- the active persona ---------------------------------------------------------------
 
@@ -369,11 +426,159 @@ class PersonaStore:
         return True
 
     def prune_claims(self, older_than: timedelta = timedelta(days=1)) -> int:
-        """Drop claims older than Slack's retry window (retries stop after ~5 minutes)."""
+        """Drop claims older than Slack's retry window (retries stop after ~5 minutes), and
+        finished reply jobs as old."""
         with self._write() as conn:
+            conn.execute(
+                self.jobs.delete().where(
+                    self.jobs.c.state.in_((JOB_DONE, JOB_FAILED)), self.jobs.c.updated_at < now() - older_than
+                )
+            )
             return conn.execute(
                 self.events.delete().where(self.events.c.created_at < now() - older_than)
             ).rowcount
+
+    # --- reply jobs -----------------------------------------------------------------------------
+
+    def add_job(self, values: dict[str, Any]) -> bool:
+        """Record a reply job (``key``, ``kind``, ``team``, ``channel``, ``ts``, ``thread_ts``,
+        ``user_id``, ``text``, ``bot_user_id``, ``bot_id``); False if its key exists already."""
+        stamp = now()
+        row = {
+            **values,
+            "state": JOB_QUEUED,
+            "posted": 0,
+            "attempts": 0,
+            "created_at": stamp,
+            "updated_at": stamp,
+        }
+        try:
+            with self._write() as conn:
+                conn.execute(self.jobs.insert().values(**row))
+        except IntegrityError:
+            return False
+        return True
+
+    def _claimable(self, stamp: datetime) -> sa.ColumnElement[bool]:
+        return sa.or_(
+            self.jobs.c.state == JOB_QUEUED,
+            sa.and_(self.jobs.c.state == JOB_RUNNING, self.jobs.c.lease_until < stamp),
+        )
+
+    def claim_job(self, key: str, owner: str, lease: timedelta) -> JobRecord | None:
+        """Take a queued job, or a running one whose owner's lease ran out; None if another
+        worker holds it or it is finished."""
+        stamp = now()
+        with self._write() as conn:
+            claimed = conn.execute(
+                self.jobs.update()
+                .where(self.jobs.c.key == key, self._claimable(stamp))
+                .values(
+                    state=JOB_RUNNING,
+                    owner=owner,
+                    lease_until=stamp + lease,
+                    attempts=self.jobs.c.attempts + 1,
+                    updated_at=stamp,
+                )
+            ).rowcount
+            if claimed != 1:
+                return None
+            row = conn.execute(sa.select(self.jobs).where(self.jobs.c.key == key)).first()
+        return None if row is None else _job(row)
+
+    def claimable_jobs(self, *, queued_before: datetime, limit: int = 100) -> builtins.list[tuple[str, str]]:
+        """(key, kind) of jobs nobody holds: queued before ``queued_before``, or running with
+        an expired lease; oldest first."""
+        stamp = now()
+        condition = sa.or_(
+            sa.and_(self.jobs.c.state == JOB_QUEUED, self.jobs.c.created_at < queued_before),
+            sa.and_(self.jobs.c.state == JOB_RUNNING, self.jobs.c.lease_until < stamp),
+        )
+        query = (
+            sa.select(self.jobs.c.key, self.jobs.c.kind)
+            .where(condition)
+            .order_by(self.jobs.c.created_at)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [(row.key, row.kind) for row in conn.execute(query)]
+
+    def job_owners(self) -> builtins.list[str]:
+        """Owners of running jobs (to find those of a previous, dead process on this host)."""
+        query = sa.select(self.jobs.c.owner).where(self.jobs.c.state == JOB_RUNNING).distinct()
+        with self.engine.connect() as conn:
+            return [str(owner) for owner in conn.execute(query).scalars() if owner]
+
+    def release_jobs(self, owner: str) -> int:
+        """Hand an owner's running jobs back to the queue (it stopped, or it is dead)."""
+        with self._write() as conn:
+            return conn.execute(
+                self.jobs.update()
+                .where(self.jobs.c.owner == owner, self.jobs.c.state == JOB_RUNNING)
+                .values(state=JOB_QUEUED, owner=None, lease_until=None, updated_at=now())
+            ).rowcount
+
+    def renew_leases(self, owner: str, lease: timedelta) -> int:
+        stamp = now()
+        with self._write() as conn:
+            return conn.execute(
+                self.jobs.update()
+                .where(self.jobs.c.owner == owner, self.jobs.c.state == JOB_RUNNING)
+                .values(lease_until=stamp + lease)
+            ).rowcount
+
+    def update_job(self, key: str, owner: str, **values: Any) -> bool:
+        """Change a job this owner holds (``reply`` as a dict, ``posted``, ``state``, ``error``);
+        False if the owner lost it (its lease ran out and another worker took it)."""
+        if "reply" in values and values["reply"] is not None:
+            values["reply"] = json.dumps(values["reply"])
+        if values.get("state") in (JOB_DONE, JOB_FAILED):
+            values.update(owner=None, lease_until=None)
+        with self._write() as conn:
+            return bool(
+                conn.execute(
+                    self.jobs.update()
+                    .where(self.jobs.c.key == key, self.jobs.c.owner == owner)
+                    .values(**values, updated_at=now())
+                ).rowcount
+            )
+
+    def get_job(self, key: str) -> JobRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(self.jobs).where(self.jobs.c.key == key)).first()
+        return None if row is None else _job(row)
+
+    def unfinished_jobs(self) -> int:
+        query = (
+            sa.select(sa.func.count())
+            .select_from(self.jobs)
+            .where(self.jobs.c.state.in_((JOB_QUEUED, JOB_RUNNING)))
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+
+def _job(row: sa.Row[Any]) -> JobRecord:
+    m = row._mapping
+    reply = json.loads(m["reply"]) if m["reply"] else None
+    return JobRecord(
+        key=m["key"],
+        kind=m["kind"],
+        team=m["team"],
+        channel=m["channel"],
+        ts=m["ts"],
+        thread_ts=m["thread_ts"],
+        user=m["user_id"],
+        text=m["text"],
+        bot_user_id=m["bot_user_id"],
+        bot_id=m["bot_id"],
+        state=m["state"],
+        reply=reply if isinstance(reply, dict) else None,
+        posted=int(m["posted"] or 0),
+        attempts=int(m["attempts"] or 0),
+        error=m["error"],
+        created_at=_aware(m["created_at"]),
+    )
 
 
 def _aware(value: datetime) -> datetime:

@@ -51,14 +51,29 @@ BOLT_LOGGER = logging.getLogger("doppelkit.bolt.slack_bolt")
 BOLT_LOGGER.addFilter(_DropTokenUnusedWarning())
 
 
-def build_app(parts: BotParts, *, client: WebClient, signing_secret: str | None) -> App:
+def build_app(
+    parts: BotParts, *, client: WebClient, signing_secret: str | None, auth_test: dict[str, Any] | None = None
+) -> App:
+    """``auth_test``: the start-up ``auth.test`` answer (:func:`.runtime.verify_token`). Bolt
+    keeps it and never calls ``auth.test`` while a request waits for its ack."""
+    from slack_bolt.middleware.authorization.single_team_authorization import SingleTeamAuthorization
+    from slack_sdk.web import SlackResponse
+
     app = App(
         client=client,
         signing_secret=signing_secret or "",  # socket mode: Slack authenticates the socket instead
         process_before_response=True,
-        token_verification_enabled=False,  # no auth.test at construction; Bolt runs it on the first request
+        token_verification_enabled=False,  # verified once at start-up instead, with retries
         logger=BOLT_LOGGER,
     )
+    if auth_test is not None:
+        answer = SlackResponse(
+            client=client, http_verb="POST", api_url="auth.test", req_args={}, data=auth_test, headers={},
+            status_code=200,
+        )  # fmt: skip
+        for middleware in app._middleware_list:  # no public hook: the answer Bolt would cache itself
+            if isinstance(middleware, SingleTeamAuthorization):
+                middleware.auth_test_result = answer
     register_listeners(app, parts)
     return app
 

@@ -1,19 +1,17 @@
 """@mention (or DM) → thread → engine → reply in the thread, exactly once.
 
-:meth:`MentionReplier.accept` runs inside the request, before the ack: it filters the event,
-claims it in the store (``event:<event_id>`` and ``message:<team>:<channel>:<ts>``: a retry, a
-concurrent duplicate or the app_mention/message double delivery all lose the claim) and queues
-the work. :meth:`MentionReplier.reply` runs on a worker thread after the ack: it fetches the
-thread, asks the engine (which builds the prompt with the persona's formatter, the same code as
-training) and posts the reply as the persona.
+:meth:`MentionReplier.accept` runs inside the request, before the ack: it filters the event and
+records a reply job keyed by the message (team, channel, ts: a retry, a concurrent duplicate or
+the app_mention/message double delivery find it taken; :mod:`doppelkit_slack.bolt.jobs`).
+:meth:`MentionReplier.process` runs on a worker thread after the ack: it fetches the thread,
+asks the engine (which builds the prompt with the persona's formatter, the same code as
+training), saves the composed reply, and posts its parts as the persona, recording each.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,12 +23,16 @@ from doppelkit.models import DatasetReport, Message, Persona, Thread
 from doppelkit.mrkdwn import mentioned_channel_ids
 from doppelkit.threads import referenced_user_ids
 from doppelkit_slack.bolt.avatar import Avatars
+from doppelkit_slack.bolt.jobs import BUSY, ClaimedJob, JobSettings, ReplyJobs
 from doppelkit_slack.bolt.personas import ChannelDirectory, MemberDirectory, PersonaChooser
 from doppelkit_slack.bolt.posting import (
+    UNREACHABLE,
     Identity,
+    PostFailed,
     bot_username,
     outgoing_messages,
-    post_messages,
+    post_message,
+    posted_part,
     reply_metadata,
     replying_persona,
 )
@@ -42,6 +44,14 @@ SYSTEM_USERNAME = "doppelkit"
 # Message subtypes a person typed; edits, deletions, joins and the like never trigger a reply.
 REPLYABLE_SUBTYPES = frozenset({None, "thread_broadcast", "file_share"})
 MAX_REPLY_PAGES = 20
+SLACKBOT = "USLACKBOT"  # Slackbot (reminders, its own replies): never a person to answer
+BUSY_NOTICE = "Sorry, I'm answering a lot of messages right now; please ask me again in a few minutes."
+STALE_NOTICE = "Sorry, I took too long to get to your message; please ask me again."
+
+
+def notice(text: str) -> dict[str, Any]:
+    """A reply job's answer that is a short system notice, not a persona's words."""
+    return {"messages": [text], "persona": None, "identity": {"username": SYSTEM_USERNAME}}
 
 
 @dataclass(frozen=True)
@@ -74,7 +84,7 @@ class MentionReplier:
         directory: MemberDirectory,
         avatars: Avatars,
         settings: ReplySettings,
-        workers: int,
+        jobs: JobSettings | None = None,
         channels: ChannelDirectory | None = None,
     ) -> None:
         self.store = store
@@ -85,42 +95,35 @@ class MentionReplier:
         self.channels = channels
         self.avatars = avatars
         self.settings = settings
-        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="doppel-reply")
-        self._pending: set[Future[None]] = set()
-        self._pending_lock = threading.Lock()
+        self.jobs = ReplyJobs(store, self.process, jobs or JobSettings())  # started by the runtime
 
     # --- before the ack -----------------------------------------------------------------------
 
     def accept(self, body: dict[str, Any], *, bot_user_id: str | None, bot_id: str | None) -> str:
-        """Decide and claim; returns what happened (``queued``, ``duplicate``, ``ignored: …``)."""
+        """Decide and record; returns what happened (``queued``, ``busy``, ``duplicate``,
+        ``unrecorded``, ``ignored: …``). Never calls Slack; waits on the store at most
+        ``ack_wait_s`` (:meth:`ReplyJobs.submit`)."""
         event = body.get("event") or {}
         job = self._job(body, event, bot_user_id, bot_id)
         if isinstance(job, str):
             return "ignored: " + job
-        try:
-            event_id = body.get("event_id")
-            if event_id and not self.store.claim(f"event:{event_id}"):
-                return "duplicate"
-            if not self.store.claim(f"message:{job.team}:{job.channel}:{job.ts}"):
-                return "duplicate"
-        except Exception:  # the store is down: better no reply than a duplicate later
-            log.exception("could not record event %s; not replying", body.get("event_id"))
-            return "ignored: store unavailable"
-        future = self.executor.submit(self.reply, job)
-        with self._pending_lock:
-            self._pending.add(future)
-        future.add_done_callback(self._done)
-        return "queued"
+        return self.jobs.submit(
+            {
+                "key": f"{job.team}:{job.channel}:{job.ts}",
+                "team": job.team,
+                "channel": job.channel,
+                "ts": job.ts,
+                "thread_ts": job.thread_ts,
+                "user_id": job.user,
+                "text": job.text,
+                "bot_user_id": job.bot_user_id,
+                "bot_id": job.bot_id,
+            }
+        )
 
-    def _done(self, future: Future[None]) -> None:
-        with self._pending_lock:
-            self._pending.discard(future)
-
-    @property
-    def pending(self) -> list[Future[None]]:
-        """Replies queued or being generated (tests and benchmarks wait on these)."""
-        with self._pending_lock:
-            return list(self._pending)
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until every job recorded or queued here is finished (tests, benchmarks)."""
+        return self.jobs.wait_idle(timeout)
 
     def _job(
         self, body: dict[str, Any], event: dict[str, Any], bot_user_id: str | None, bot_id: str | None
@@ -128,6 +131,8 @@ class MentionReplier:
         kind = event.get("type")
         if event.get("bot_id") or event.get("subtype") == "bot_message":
             return "from a bot"
+        if event.get("user") == SLACKBOT:
+            return "from Slackbot"
         if event.get("subtype") not in REPLYABLE_SUBTYPES:
             return f"subtype {event.get('subtype')}"
         user, channel, ts = event.get("user"), event.get("channel"), event.get("ts")
@@ -149,52 +154,118 @@ class MentionReplier:
 
     # --- after the ack ------------------------------------------------------------------------
 
-    def reply(self, job: MentionJob) -> None:
-        try:
-            self._reply(job)
-        except Exception:  # a worker must never die; the user gets an apology, not silence
-            log.exception("failed to answer %s/%s", job.channel, job.ts)
-            self._post_notice(job, "Sorry, something went wrong while I was writing a reply.")
+    def process(self, claimed: ClaimedJob) -> None:
+        """Run a claimed job to the end: compose the reply once (saved before the first post),
+        then post the parts not yet in Slack."""
+        record = claimed.record
+        job = MentionJob(
+            record.team, record.channel, record.ts, record.thread_ts, record.user, record.text,
+            record.bot_user_id, record.bot_id,
+        )  # fmt: skip
+        reply = claimed.reply
+        if reply is None:
+            if record.kind == BUSY:
+                reply = notice(BUSY_NOTICE)
+            elif claimed.age_s > self.jobs.settings.max_age_s:
+                log.warning("job %s waited %.0f s (limit %.0f s): apologising", record.key, claimed.age_s,
+                            self.jobs.settings.max_age_s)  # fmt: skip
+                self.jobs.counts["expired"] += 1
+                reply = notice(STALE_NOTICE)
+            else:
+                reply = self.compose(job)
+            claimed.save_reply(reply)
+        self._post(claimed, job, reply)
 
-    def _reply(self, job: MentionJob) -> None:
+    def compose(self, job: MentionJob) -> dict[str, Any]:
+        """The whole answer to a mention (the persona's reply, or a notice saying why not)."""
+        try:
+            return self._compose(job)
+        except Exception:  # the user gets an apology, not silence
+            log.exception("failed to answer %s/%s", job.channel, job.ts)
+            return notice("Sorry, something went wrong while I was writing a reply.")
+
+    def _compose(self, job: MentionJob) -> dict[str, Any]:
         answering = self.chooser.answering(job.team)
         if answering is None:
-            self._post_notice(
-                job,
+            return notice(
                 "No persona is set up in this workspace yet. Train one with `/doppel train @someone`, "
-                "then mention me again. `/doppel help` lists every command.",
+                "then mention me again. `/doppel help` lists every command."
             )
-            return
         persona = answering.persona
         if not answering.trained:
             state = answering.record.state if answering.record else None
             if state in (SCRAPING, TRAINING):
-                note = f"{persona.label} is still being trained ({state}); mention me again when it is done."
-            else:
-                note = (
-                    f"{persona.label} has no trained model yet. Start one with "
-                    f"`/doppel train <@{persona.id}>`, or pick another persona with `/doppel switch`."
+                return notice(
+                    f"{persona.label} is still being trained ({state}); mention me again when it is done."
                 )
-            self._post_notice(job, note)
-            return
+            return notice(
+                f"{persona.label} has no trained model yet. Start one with "
+                f"`/doppel train {persona.id}`, or pick another persona with `/doppel switch`."
+            )
         thread = self.fetch_thread(job, persona)
         try:
             parts = self.engine.reply(persona, thread, bot_user_id=job.bot_user_id)
         except Exception:
             log.exception("the engine failed for %s", persona.id)
-            self._post_notice(job, f"Sorry, {persona.label} could not come up with a reply this time.")
-            return
+            return notice(f"Sorry, {persona.label} could not come up with a reply this time.")
         messages = outgoing_messages([p for p in parts if p and p.strip()], self.settings.max_message_chars)
         if not messages:
             log.warning("the engine returned an empty reply for %s/%s", job.channel, job.ts)
-            return
         identity = self.avatars.identity(job.team, persona)
-        post_messages(
-            self.client, job.channel, job.thread_ts, messages, identity, metadata=reply_metadata(persona.id)
-        )
+        return {
+            "messages": messages,
+            "persona": persona.id,
+            "identity": {"username": identity.username, "icon_url": identity.icon_url,
+                         "icon_emoji": identity.icon_emoji},
+        }  # fmt: skip
 
-    def _post_notice(self, job: MentionJob, text: str) -> None:
-        post_messages(self.client, job.channel, job.thread_ts, [text], Identity(SYSTEM_USERNAME))
+    def _post(self, claimed: ClaimedJob, job: MentionJob, reply: dict[str, Any]) -> None:
+        messages = [str(m) for m in reply.get("messages") or []]
+        persona = reply.get("persona")
+        identity = Identity(**(reply.get("identity") or {"username": SYSTEM_USERNAME}))
+        start = claimed.posted
+        if claimed.resumed and start < len(messages):
+            start = max(start, self._posted_before(job, claimed.record.key))
+        for part in range(start, len(messages)):
+            metadata = reply_metadata(persona, claimed.record.key, part)
+            try:
+                post_message(self.client, job.channel, job.thread_ts, messages[part], identity, metadata)
+            except PostFailed as failed:
+                self._gave_up(claimed, job, failed, part, len(messages), persona)
+                return
+            claimed.save_posted(part + 1)
+        self.jobs.counts["notices" if persona is None else "replies"] += 1
+        claimed.finish()
+
+    def _posted_before(self, job: MentionJob, key: str) -> int:
+        """How many parts of job ``key`` are in the thread already (posted by a worker that died
+        before it could record them)."""
+        found = [posted_part(m, key) for m in self._replies(job) if _is_ours(m, job)]
+        parts = [p for p in found if p is not None]
+        return max(parts) + 1 if parts else 0
+
+    def _gave_up(
+        self, claimed: ClaimedJob, job: MentionJob, failed: PostFailed, part: int, total: int, persona: Any
+    ) -> None:
+        key = claimed.record.key
+        log.error(
+            "giving up on the reply to %s in %s (thread %s): Slack error %s; %d of %d part(s) posted",
+            job.ts, job.channel, job.thread_ts, failed.code, part, total,
+        )  # fmt: skip
+        self.jobs.record_failure(key, failed.code, f"{part} of {total} part(s) posted")
+        claimed.finish(f"slack: {failed.code}; {part} of {total} posted")
+        if persona is not None and failed.code not in UNREACHABLE:
+            try:  # a permanent error with this reply (too long, refused): tell the person
+                post_message(
+                    self.client, job.channel, job.thread_ts,
+                    f"Sorry, I could not post my reply (Slack said `{failed.code}`).",
+                    Identity(SYSTEM_USERNAME), reply_metadata(None, key, total),
+                )  # fmt: skip
+            except PostFailed as again:
+                log.error("the notice about job %s failed too: %s", key, again.code)
+
+    def shutdown(self, wait: bool = True) -> None:
+        self.jobs.close(wait=wait)
 
     # --- the thread -----------------------------------------------------------------------------
 
@@ -275,9 +346,6 @@ class MentionReplier:
         except (SlackApiError, SlackRequestError, OSError) as exc:
             log.warning("conversations.replies failed (%s); answering the mention alone", type(exc).__name__)
         return collected
-
-    def shutdown(self, wait: bool = True) -> None:
-        self.executor.shutdown(wait=wait, cancel_futures=not wait)
 
 
 _TS = re.compile(r"^\d{1,12}(\.\d{1,9})?$")  # a live message's ts; anything else is ignored

@@ -22,6 +22,9 @@ WORD_JOINER = "\u2060"
 # Message metadata on every persona reply (never on notices), so a later mention in the same
 # thread can tell who spoke: this persona, another one (after /doppel switch), or the system.
 REPLY_EVENT_TYPE = "doppelkit_reply"
+NOTICE_EVENT_TYPE = "doppelkit_notice"
+# A raw control sequence Slack would turn into a ping or a link: <@U…>, <!here>, <#C…>, <!subteam^…>.
+_RAW_MENTION = re.compile(r"<(?=[@!#])")
 
 
 def neutralise(text: str) -> str:
@@ -31,6 +34,13 @@ def neutralise(text: str) -> str:
     friends are broken with an invisible word joiner.
     """
     return _BROADCAST.sub(lambda m: "@" + WORD_JOINER + m.group(1), escape(text))
+
+
+def without_pings(text: str) -> str:
+    """The one rule for every message the bot writes (replies, notices, progress, command
+    answers): no raw user, channel or special mention survives, and plain ``@here`` cannot
+    ping. Idempotent, and a no-op on :func:`neutralise`'s output."""
+    return _BROADCAST.sub(lambda m: "@" + WORD_JOINER + m.group(1), _RAW_MENTION.sub("&lt;", text))
 
 
 def split_message(text: str, limit: int) -> list[str]:
@@ -72,8 +82,31 @@ def bot_username(persona: Persona) -> str:
     return f"{persona.label}-bot"
 
 
-def reply_metadata(persona_id: str) -> dict[str, Any]:
-    return {"event_type": REPLY_EVENT_TYPE, "event_payload": {"persona": persona_id}}
+def reply_metadata(persona_id: str | None, job: str | None = None, part: int | None = None) -> dict[str, Any]:
+    """Metadata of a post: a persona's reply (``persona``) or a notice (None); ``job`` and
+    ``part`` say which part of which reply job it is (a resumed job skips posted parts)."""
+    payload: dict[str, Any] = {} if persona_id is None else {"persona": persona_id}
+    if job is not None:
+        payload.update(job=job, part=part)
+    return {
+        "event_type": NOTICE_EVENT_TYPE if persona_id is None else REPLY_EVENT_TYPE,
+        "event_payload": payload,
+    }
+
+
+def posted_part(message: dict[str, Any], job: str) -> int | None:
+    """The part index of ``job`` this posted message is, from its metadata; None otherwise."""
+    metadata = message.get("metadata")
+    if not isinstance(metadata, dict) or metadata.get("event_type") not in (
+        REPLY_EVENT_TYPE,
+        NOTICE_EVENT_TYPE,
+    ):
+        return None
+    payload = metadata.get("event_payload")
+    if not isinstance(payload, dict) or payload.get("job") != job:
+        return None
+    part = payload.get("part")
+    return part if isinstance(part, int) and part >= 0 else None
 
 
 def replying_persona(message: dict[str, Any]) -> str | None:
@@ -96,6 +129,54 @@ class Identity:
     icon_emoji: str | None = None
 
 
+class PostFailed(Exception):
+    """A post Slack refused or that failed after the client's retries."""
+
+    def __init__(self, code: str, status: int | None) -> None:
+        super().__init__(f"{code} (HTTP {status})")
+        self.code, self.status = code, status
+
+
+# Errors after which a short notice in the same place cannot work either.
+UNREACHABLE = frozenset(
+    {"channel_not_found", "not_in_channel", "is_archived", "invalid_auth", "token_revoked",
+     "account_inactive", "not_authed", "thread_not_found", "restricted_action", "ratelimited"}
+)  # fmt: skip
+
+
+def post_message(
+    client: WebClient,
+    channel: str,
+    thread_ts: str | None,
+    text: str,
+    identity: Identity,
+    metadata: dict[str, Any] | None = None,
+) -> str:
+    """Post one message (through :func:`without_pings`); its ts. Raises :class:`PostFailed`
+    with Slack's error code (``ratelimited``, ``http_503``, ``connection``…) once the client's
+    own retries are spent."""
+    try:
+        response = client.chat_postMessage(
+            channel=channel,
+            thread_ts=thread_ts or None,
+            text=without_pings(text),
+            username=identity.username,
+            icon_url=identity.icon_url,
+            icon_emoji=None if identity.icon_url else identity.icon_emoji,
+            link_names=False,
+            unfurl_links=False,
+            unfurl_media=False,
+            metadata=metadata,
+        )
+    except SlackApiError as exc:
+        status = getattr(exc.response, "status_code", None)
+        error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
+        raise PostFailed(str(error or f"http_{status}"), status) from None
+    except (SlackRequestError, OSError) as exc:
+        raise PostFailed(f"connection: {type(exc).__name__}", None) from None
+    return str(response.get("ts") or "")
+
+
 def post_messages(
     client: WebClient,
     channel: str,
@@ -104,37 +185,15 @@ def post_messages(
     identity: Identity,
     metadata: dict[str, Any] | None = None,
 ) -> int:
-    """Post ``messages`` in order in the thread; stop at the first that fails for good.
-
-    The client retries 429/5xx itself; when it gives up we log and stop, never raise: a reply
-    that cannot be delivered must not crash a worker or trigger a duplicate later.
-    """
-    posted = 0
-    for text in messages:
+    """Post ``messages`` in order in the thread; stop at the first that fails for good (logged
+    with Slack's error code, never raised); how many were posted."""
+    for posted, text in enumerate(messages):
         try:
-            client.chat_postMessage(
-                channel=channel,
-                thread_ts=thread_ts or None,
-                text=text,
-                username=identity.username,
-                icon_url=identity.icon_url,
-                icon_emoji=None if identity.icon_url else identity.icon_emoji,
-                link_names=False,
-                unfurl_links=False,
-                unfurl_media=False,
-                metadata=metadata,
-            )
-        except (SlackApiError, SlackRequestError, OSError) as exc:
-            status = getattr(getattr(exc, "response", None), "status_code", None)
+            post_message(client, channel, thread_ts, text, identity, metadata)
+        except PostFailed as failed:
             log.error(
-                "giving up posting to %s (thread %s) after retries: %s (HTTP %s); %d of %d posted",
-                channel,
-                thread_ts,
-                type(exc).__name__,
-                status,
-                posted,
-                len(messages),
-            )
+                "giving up posting to %s (thread %s): %s; %d of %d posted",
+                channel, thread_ts, failed, posted, len(messages),
+            )  # fmt: skip
             return posted
-        posted += 1
-    return posted
+    return len(messages)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from slack_bolt import App
 from slack_sdk import WebClient
+from sqlalchemy.exc import SQLAlchemyError
 
+from doppelkit.errors import UserError
 from doppelkit.interfaces import Engine, RunContext
 from doppelkit.models import Persona
 from doppelkit_slack.bolt.app import BotParts, build_app
@@ -18,6 +22,7 @@ from doppelkit_slack.bolt.avatar import Avatars
 from doppelkit_slack.bolt.commands import DoppelCommands
 from doppelkit_slack.bolt.config import MAX_RETRY_AFTER_S, BoltConfig
 from doppelkit_slack.bolt.forgetting import Forgetting
+from doppelkit_slack.bolt.jobs import JobSettings
 from doppelkit_slack.bolt.mentions import SYSTEM_USERNAME, MentionReplier, ReplySettings
 from doppelkit_slack.bolt.personas import (
     ChannelDirectory,
@@ -29,7 +34,7 @@ from doppelkit_slack.bolt.posting import Identity, post_messages
 from doppelkit_slack.bolt.training import Launch, PipelineSteps, TrainingRunner, TrainingSteps, train_detached
 from doppelkit_slack.bolt.uninstall import WorkspaceEraser
 from doppelkit_slack.store import PersonaStore, default_url
-from doppelkit_slack.webclient import web_client
+from doppelkit_slack.webclient import AUTH_ERRORS, web_client
 
 log = logging.getLogger("doppelkit.bolt")
 DISPATCH_THREADS = 32  # HTTP requests handed to Bolt at once (each only claims and queues)
@@ -85,6 +90,56 @@ def detached_launch(context: RunContext) -> Launch | None:
     return launch
 
 
+def verify_token(client: WebClient, attempts: int, backoff_s: float = 0.5) -> dict[str, Any]:
+    """``auth.test`` once, at start-up (retrying what may pass: no network, 5xx, 429), so no
+    request ever waits for it; a refused token is a :class:`UserError` (exit 2)."""
+    from slack_sdk.errors import SlackApiError, SlackClientError
+
+    reason = ""
+    for attempt in range(attempts):
+        try:
+            return dict(client.auth_test().data or {})  # type: ignore[arg-type]
+        except SlackApiError as exc:
+            error = str(exc.response.get("error") or f"HTTP {exc.response.status_code}")
+            if error in AUTH_ERRORS or error == "missing_scope":
+                raise UserError(
+                    f"Slack refused SLACK_BOT_TOKEN on auth.test ({error}): use the app's valid, unrevoked "
+                    "xoxb- bot token. See docs/slack-setup.md."
+                ) from None
+            reason = error
+        except (SlackClientError, OSError) as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+        if attempt + 1 < attempts:
+            delay = min(backoff_s * 2**attempt, 10.0)
+            log.warning("auth.test failed (%s); retrying in %.1f s", reason, delay)
+            time.sleep(delay)
+    raise UserError(
+        f"Could not verify SLACK_BOT_TOKEN with Slack's auth.test after {attempts} tries ({reason}); "
+        "check the network and frontend.api_url."
+    )
+
+
+def open_store(config: BoltConfig, context: RunContext) -> PersonaStore:
+    """The persona store, with its tables; a :class:`UserError` (one line, exit 2) when it
+    cannot be opened or written (a read-only home, a full disk, a wrong URL)."""
+    url = store_url(config, context)
+    store = None
+    try:
+        store = PersonaStore(url)
+        store.create_schema()
+        store.prune_claims()  # a write: an unwritable store fails here, at start
+    except (OSError, SQLAlchemyError) as exc:
+        if store is not None:
+            store.dispose()
+        where = "frontend.store_url" if config.store_url else f"{context.home.state} (under home)"
+        detail = " ".join(str(getattr(exc, "orig", None) or exc).split())[:200]
+        raise UserError(
+            f"The bot's store cannot be opened for writing ({type(exc).__name__}: {detail}); check {where}: "
+            "it must be a writable directory (or a reachable database)."
+        ) from None
+    return store
+
+
 def build_runtime(
     config: BoltConfig,
     context: RunContext,
@@ -95,8 +150,11 @@ def build_runtime(
     store: PersonaStore | None = None,
     training_steps: Callable[[], TrainingSteps] | None = None,
 ) -> BoltRuntime:
-    store = store or PersonaStore(store_url(config, context))
-    store.create_schema()
+    if store is None:
+        store = open_store(config, context)
+    else:
+        store.create_schema()
+        store.prune_claims()
     launch = detached_launch(context) if training_steps is None else None
     if launch is None:
         interrupted = store.fail_interrupted()
@@ -104,7 +162,6 @@ def build_runtime(
         interrupted = store.fail_interrupted(DETACHED_RUN_LOST, older_than=DETACHED_RUN_MAX)
     if interrupted:
         log.warning("%d training run(s) were interrupted; marked failed", interrupted)
-    store.prune_claims()
     client = web_client(
         bot_token,
         config.api_url,
@@ -113,6 +170,7 @@ def build_runtime(
         max_retry_after_s=MAX_RETRY_AFTER_S,
         timeout_s=config.api_timeout,
     )
+    identity = verify_token(client, config.startup_auth_attempts, config.api_retry_backoff)
     directory = MemberDirectory(client)
     chooser = PersonaChooser(
         store, engine, directory, resolve_command_line_persona(context.persona, context.home, engine)
@@ -127,7 +185,13 @@ def build_runtime(
         channels=ChannelDirectory(client),
         avatars=Avatars(config.avatar, context.home, directory, config.public_url),
         settings=ReplySettings(config.max_message_chars, config.max_thread_messages, config.answer_dms),
-        workers=config.reply_workers,
+        jobs=JobSettings(
+            workers=config.reply_workers,
+            queue_max=config.reply_queue_max,
+            max_age_s=config.reply_max_age_s,
+            lease_s=config.reply_lease_s,
+            ack_wait_s=config.ack_store_wait_s,
+        ),
     )
 
     def notify(team: str, channel: str, text: str) -> None:
@@ -146,6 +210,8 @@ def build_runtime(
         persona_limit=config.persona_limit,
     )
     eraser = WorkspaceEraser(store, forgetting, client)
+    eraser.remember_bot(identity.get("user_id"), identity.get("bot_id"))
     parts = BotParts(store=store, replier=replier, commands=commands, eraser=eraser, home=context.home)
-    app = build_app(parts, client=client, signing_secret=signing_secret)
+    app = build_app(parts, client=client, signing_secret=signing_secret, auth_test=identity)
+    replier.jobs.start()  # also finishes jobs an earlier run left unfinished
     return BoltRuntime(app, parts, client, config, chooser, training)

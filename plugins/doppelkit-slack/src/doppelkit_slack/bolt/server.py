@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import logging
 import socket
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import uvicorn
 from slack_bolt import App
@@ -53,17 +55,26 @@ class ThreadedRequestHandler(SlackRequestHandler):
 
 
 class SideRoutes:
-    """``GET /healthz`` and the disguised avatars; everything else goes to Bolt."""
+    """``GET /healthz`` and the disguised avatars; everything else goes to Bolt.
 
-    def __init__(self, app: ASGIApp, home: Home) -> None:
+    ``/healthz`` answers JSON: ``status`` ``ok`` (HTTP 200) or ``degraded`` (HTTP 503, while
+    the store cannot record reply jobs), the reply queue (waiting, in progress, oldest wait,
+    limits), the store's state, counters (replies, notices, busy, expired, failed, jobs recorded
+    late, store errors) and the last replies given up with Slack's error code."""
+
+    def __init__(self, app: ASGIApp, home: Home, health: Callable[[], dict[str, Any]] | None = None) -> None:
         self.app = app
         self.home = home
+        self.health = health
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope.get("method") == "GET":
             path = str(scope.get("path", ""))
             if path == "/healthz":
-                await _respond(send, 200, b"ok", b"text/plain")
+                report = self.health() if self.health else {}
+                ok = report.get("store", "ok") == "ok" and not report.get("unrecorded")
+                body = json.dumps({"status": "ok" if ok else "degraded", **report}).encode()
+                await _respond(send, 200 if ok else 503, body, b"application/json")
                 return
             parts = path.split("/")
             if len(parts) == 4 and parts[1] == "avatars" and parts[3].endswith(".png"):
@@ -84,7 +95,7 @@ def asgi_app(runtime: BoltRuntime, signing_secret: str, clock: Callable[[], floa
     config = runtime.config
     bolt = ThreadedRequestHandler(runtime.app, config.path, runtime.dispatch_pool)
     return RequestGuard(
-        SideRoutes(bolt, runtime.parts.home),  # type: ignore[arg-type]  # Bolt's narrower ASGI types
+        SideRoutes(bolt, runtime.parts.home, runtime.parts.replier.jobs.health),  # type: ignore[arg-type]  # Bolt's narrower ASGI types
         signing_secret=signing_secret,
         path=config.path,
         max_body_bytes=config.max_body_bytes,

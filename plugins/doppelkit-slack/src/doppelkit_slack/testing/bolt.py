@@ -6,6 +6,7 @@ slack_bolt is imported when a helper runs, not when this module is imported.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -37,4 +38,6 @@ def wait_idle(runtime: BoltRuntime, timeout: float = 10.0) -> None:
     """Wait until every reply the bot queued and every workspace deletion it started is done."""
     from concurrent.futures import wait
 
-    wait([*runtime.parts.replier.pending, *runtime.parts.eraser.pending], timeout=timeout)
+    deadline = time.monotonic() + timeout
+    runtime.parts.replier.wait_idle(timeout)
+    wait(runtime.parts.eraser.pending, timeout=max(0.0, deadline - time.monotonic()))

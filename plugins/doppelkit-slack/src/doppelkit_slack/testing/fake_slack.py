@@ -31,6 +31,8 @@ What a test can turn on (constructor keywords, or attributes at run time):
 * :meth:`inject_fault` — HTTP 5xx, a Slack error, a 429, or a dropped connection (socket
   closed, no response) on the Nth call of a method, once or from then on.
 * ``latency`` — seconds each request takes (to observe concurrency).
+* ``observer`` — called with each :class:`Call` once it is handled, before its response is
+  sent (a test can kill the client right after Slack accepted a post).
 
 And what it records: :attr:`calls` (every request: method, params, status, response),
 :meth:`count`, :attr:`max_in_flight` (most requests served at once), :attr:`posts` (what was
@@ -46,7 +48,7 @@ import threading
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -144,6 +146,7 @@ class FakeSlack:
             None if joined_channels is None else {workspace.resolve(c).id for c in joined_channels}
         )
         self.faults: list[Fault] = list(faults)
+        self.observer: Callable[[Call], None] | None = None
         self.calls: list[Call] = []
         self.max_in_flight = 0
         self._in_flight = 0
@@ -331,9 +334,12 @@ class FakeSlack:
                 headers["X-OAuth-Scopes"] = ",".join(sorted(self.workspace.scopes))
             return status, headers, body
         finally:
+            call = Call(method, params, status, body, applied)
             with self._lock:
                 self._in_flight -= 1
-                self.calls.append(Call(method, params, status, body, applied))
+                self.calls.append(call)
+            if self.observer is not None:
+                self.observer(call)
 
 
 def _seconds_header(seconds: float) -> str:

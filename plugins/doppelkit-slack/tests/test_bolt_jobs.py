@@ -1,0 +1,146 @@
+"""Durable reply jobs: a bot process killed with SIGKILL mid-reply, and the next one on the same
+home finishing every unfinished reply exactly once — no part twice, none missing.
+
+The bot runs in a real process (:mod:`doppelkit_slack.testing.bot_process`) against FakeSlack
+in this one; signed events go in over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bolt_support import BOT_USER, CHANNEL, ROOT_TS, SECRET, TEAM, TOKEN, store_event_message, wait_until
+
+from doppelkit_slack.testing import FakeSlack
+from doppelkit_slack.testing.events import EventSender, app_mention
+from doppelkit_slack.testing.fake_slack import Call
+
+PARTS = ["part one", "part two", "part three"]
+
+
+class BotProcess:
+    def __init__(self, home: Path, slack: FakeSlack, log: Path, **options: Any) -> None:
+        args = [sys.executable, "-m", "doppelkit_slack.testing.bot_process", "--home", str(home)]
+        args += ["--api-url", slack.url]
+        for name, value in options.items():
+            args += [f"--{name}", value if isinstance(value, str) else json.dumps(value)]
+        self.log = log
+        env = {**os.environ, "SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SECRET, "OMP_NUM_THREADS": "1"}
+        with log.open("w") as sink:
+            self.process = subprocess.Popen(args, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        found = wait_until(lambda: "listening on" in log.read_text() or self.process.poll() is not None, 60)
+        text = log.read_text()
+        assert found and self.process.poll() is None, text[-3000:]
+        url = re.search(r"listening on (\S+)", text).group(1)  # type: ignore[union-attr]
+        self.sender = EventSender(url, SECRET)
+
+    def mention(self, text: str = "how are you?", **kwargs: Any) -> int:
+        event = app_mention(f"<@{BOT_USER}> {text}", user="U_BOB", channel=CHANNEL, ts=ROOT_TS, team=TEAM)
+        return self.sender.send_event(event, team=TEAM, **kwargs).status
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+@pytest.fixture
+def processes() -> Iterator[list[BotProcess]]:
+    started: list[BotProcess] = []
+    yield started
+    for bot in started:
+        bot.stop()
+
+
+def start(processes: list[BotProcess], tmp_path: Path, slack: FakeSlack, **options: Any) -> BotProcess:
+    bot = BotProcess(tmp_path / "home", slack, tmp_path / f"bot{len(processes)}.log", **options)
+    processes.append(bot)
+    return bot
+
+
+def texts_when_settled(slack: FakeSlack, n: int, timeout: float = 30.0) -> list[str]:
+    """The posts' texts once ``n`` are there and no more arrive for a second."""
+    wait_until(lambda: len(slack.posts) >= n, timeout)
+    seen = -1
+    while seen != len(slack.posts):
+        seen = len(slack.posts)
+        time.sleep(1.0)
+    return [p.text for p in slack.posts]
+
+
+def _mention_stored(slack: FakeSlack) -> None:
+    event = app_mention(f"<@{BOT_USER}> how are you?", user="U_BOB", channel=CHANNEL, ts=ROOT_TS, team=TEAM)
+    store_event_message(slack, event)
+
+
+def test_killed_while_generating_the_next_bot_answers_once(
+    tmp_path: Path, slack: FakeSlack, processes: list[BotProcess]
+) -> None:
+    _mention_stored(slack)
+    first = start(processes, tmp_path, slack, delay=60)
+    assert first.mention(event_id="EvKILL1") == 200
+    # The thread is read just before the engine starts generating.
+    assert wait_until(lambda: slack.count("conversations.replies") >= 1, 20)
+    time.sleep(0.3)
+    first.kill()
+    assert slack.posts == []
+
+    second = start(processes, tmp_path, slack)
+    assert second.mention(event_id="EvKILL1", retry_num=1) == 200  # Slack's retry: no second job
+    [text] = texts_when_settled(slack, 1)
+    assert text == f"Ann says: &lt;@{BOT_USER}&gt; how are you?"
+
+
+def test_killed_while_waiting_on_a_429_the_rest_is_posted_once(
+    tmp_path: Path, slack: FakeSlack, processes: list[BotProcess]
+) -> None:
+    _mention_stored(slack)
+    slack.inject_fault("chat.postMessage", "ratelimited", nth=2, retry_after=40)
+    first = start(processes, tmp_path, slack, messages=PARTS)
+    assert first.mention() == 200
+    assert wait_until(lambda: slack.count("chat.postMessage") >= 2, 20)  # part one, then a 429
+    time.sleep(0.3)
+    first.kill()
+    assert [p.text for p in slack.posts] == PARTS[:1]
+
+    start(processes, tmp_path, slack, messages=["a different answer"])
+    assert texts_when_settled(slack, 3) == PARTS  # the saved reply is finished, not regenerated
+
+
+def test_killed_after_slack_took_a_part_but_before_it_was_recorded(
+    tmp_path: Path, slack: FakeSlack, processes: list[BotProcess]
+) -> None:
+    _mention_stored(slack)
+    first = start(processes, tmp_path, slack, messages=PARTS)
+
+    def kill_after_the_second_post(call: Call) -> None:
+        if call.method == "chat.postMessage" and call.ok and len(slack.posts) == 2:
+            slack.observer = None
+            os.kill(first.process.pid, signal.SIGKILL)  # before the bot hears Slack's answer
+
+    slack.observer = kill_after_the_second_post
+    assert first.mention() == 200
+    assert wait_until(lambda: first.process.poll() is not None, 20)
+    assert [p.text for p in slack.posts] == PARTS[:2]
+
+    start(processes, tmp_path, slack, messages=PARTS)
+    assert texts_when_settled(slack, 3) == PARTS
+    assert [p.params["metadata"]["event_payload"]["part"] for p in slack.posts] == [0, 1, 2]
