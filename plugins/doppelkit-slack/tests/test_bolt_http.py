@@ -114,6 +114,35 @@ def test_acks_do_not_wait_for_a_slow_engine(tmp_path: Path, slack: FakeSlack) ->
         slow.runtime.close()
 
 
+def test_no_ack_waits_for_slack_not_even_the_first(tmp_path: Path, slack: FakeSlack) -> None:
+    bot = start_bot(tmp_path, slack, EchoEngine(versions={(TEAM, "U_ANN"): "v1"}))
+    try:
+        assert slack.count("auth.test") == 1  # verified once, at start-up
+        slack.latency = 2.0  # Slack is slow from now on (every call takes 2 s)
+        started = time.perf_counter()
+        assert bot.mention().status == 200  # the first request after the start
+        assert time.perf_counter() - started < 1.0
+        slack.inject_fault("auth.test", "error", error="invalid_auth", times=None)
+        assert bot.mention("again", ts="1700000001.000100").status == 200
+        assert slack.count("auth.test") == 1
+        slack.latency = 0.0
+        assert len(replies(bot, n=2)) == 2  # neither was dropped with "please reinstall"
+    finally:
+        stop_bot(bot)
+
+
+def test_start_up_retries_auth_test_and_refuses_a_bad_token(tmp_path: Path, slack: FakeSlack) -> None:
+    from doppelkit.errors import UserError
+
+    slack.inject_fault("auth.test", status=503, times=4)  # two tries of the client's 2 retries each
+    bot = start_bot(tmp_path, slack, EchoEngine(), api_retry_backoff=0.01)
+    stop_bot(bot)
+    assert slack.count("auth.test") == 5
+    slack.inject_fault("auth.test", "error", error="invalid_auth", nth=6)
+    with pytest.raises(UserError, match="Slack refused SLACK_BOT_TOKEN on auth.test \\(invalid_auth\\)"):
+        start_bot(tmp_path, slack, EchoEngine())
+
+
 # --- the request guard --------------------------------------------------------------------------
 
 
@@ -201,6 +230,7 @@ def test_the_active_persona_without_a_model_says_so(tmp_path: Path, slack: FakeS
         untrained.mention()
         [post] = replies(untrained)
         assert "no trained model" in post.text and "Ann" in post.text
+        assert "<@" not in post.params["text"], "a notice must not ping the person"
     finally:
         untrained.server.stop()
         untrained.runtime.close()

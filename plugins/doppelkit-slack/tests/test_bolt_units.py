@@ -37,6 +37,23 @@ def test_neutralise(raw: str, expected: str) -> None:
     assert neutralise(raw) == expected
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Start one with `/doppel train <@U123>`", "Start one with `/doppel train &lt;@U123>`"),
+        ("<!here> <#C1|general> <!subteam^S1>", "&lt;!here> &lt;#C1|general> &lt;!subteam^S1>"),
+        ("@everyone look", f"@{WORD_JOINER}everyone look"),
+        ("already &lt;@U1&gt; safe", "already &lt;@U1&gt; safe"),
+    ],
+)
+def test_every_post_loses_raw_mentions(raw: str, expected: str) -> None:
+    from doppelkit_slack.bolt.posting import without_pings
+
+    assert without_pings(raw) == expected
+    assert without_pings(expected) == expected  # idempotent
+    assert without_pings(neutralise(raw)) == neutralise(raw)  # a no-op on persona replies
+
+
 def test_split_prefers_paragraphs_then_lines_then_spaces() -> None:
     text = ("a" * 60 + "\n\n") * 3 + "b" * 30
     chunks = split_message(text, 130)
