@@ -101,6 +101,37 @@ def test_a_direct_message_gets_a_reply_and_plain_channel_chatter_does_not(bot: B
     assert post.channel == DM and post.text == "Ann says: hello you"
 
 
+def test_slackbot_is_ignored_like_other_bots(bot: Bot) -> None:
+    # A /remind fires as Slackbot posting the reminder text, which may mention the bot.
+    reminder = app_mention(
+        f"Reminder: <@{BOT_USER}> stand-up", user="USLACKBOT", channel=CHANNEL, ts=ROOT_TS, team=TEAM
+    )
+    dm = channel_message(
+        "Reminder: hi", user="USLACKBOT", channel=DM, ts="1700000003.000100", channel_type="im"
+    )
+    for event in (reminder, dm):
+        assert bot.send(event).status == 200
+    assert replies(bot, 0) == [] and bot.engine.calls == []
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"user": "../../etc"},
+        {"channel": "C0001/../../x"},
+        {"team": "T" * 300},
+        {"ts": "../1"},
+        {"thread_ts": "1700000000.000100/.."},
+    ],
+)
+def test_ids_that_are_not_slack_ids_get_no_job(bot: Bot, changes: dict[str, str]) -> None:
+    event = app_mention(f"<@{BOT_USER}> hi", user="U_BOB", channel=CHANNEL, ts=ROOT_TS, team=TEAM)
+    event.update(changes)
+    assert bot.sender.send_event(event, team=changes.get("team", TEAM)).status == 200
+    assert replies(bot, 0) == [] and bot.engine.calls == []
+    assert bot.runtime.parts.store.unfinished_jobs() == 0
+
+
 def test_acks_do_not_wait_for_a_slow_engine(tmp_path: Path, slack: FakeSlack) -> None:
     slow = start_bot(tmp_path, slack, EchoEngine(versions={(TEAM, "U_ANN"): "v1"}, delay=1.5))
     try:
@@ -181,6 +212,60 @@ def test_just_inside_the_clock_window_is_accepted(bot: Bot) -> None:
 )
 def test_signed_garbage_bodies_get_400(bot: Bot, body: bytes) -> None:
     assert bot.sender.post(body).status == 400
+
+
+def _malformed(**changes: Any) -> bytes:
+    envelope = json.loads(_mention_body())
+    event = changes.pop("event_changes", None)
+    if event:
+        envelope["event"].update(event)
+    envelope.update(changes)
+    return json.dumps(envelope).encode()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _malformed(event=[1]),
+        _malformed(event="x"),
+        _malformed(event=None),
+        _malformed(event_changes={"user": 5}),
+        _malformed(event_changes={"channel": [1]}),
+        _malformed(event_changes={"ts": 1.5}),
+        _malformed(event_changes={"team": {"id": 7}}),
+        _malformed(team_id=5),
+        _malformed(authorizations="x"),
+        _malformed(authorizations=[{"team_id": 5}]),
+        _malformed(enterprise=3),
+        json.dumps({"type": 7}).encode(),
+    ],
+)
+def test_signed_but_malformed_envelopes_get_400_not_500(bot: Bot, body: bytes) -> None:
+    response = bot.sender.post(body)
+    assert response.status == 400 and "malformed envelope" in response.text
+    time.sleep(0.1)
+    assert bot.slack.posts == [] and bot.engine.calls == []
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{"type": "block_actions", "user": 5}, {"type": "block_actions", "user": {"id": ["U1"]}}, {"type": 3}],
+)
+def test_signed_but_malformed_interactions_get_400(bot: Bot, payload: dict[str, Any]) -> None:
+    from urllib.parse import urlencode
+
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    assert bot.sender.post(body, content_type="application/x-www-form-urlencoded").status == 400
+
+
+def test_real_envelope_shapes_still_pass(bot: Bot) -> None:
+    # Objects where Slack sends them (user_change's user, an interaction's team) and nulls.
+    body = _malformed(enterprise_id=None, event_changes={"team": "T0001", "user_team": "T0001"})
+    assert bot.sender.post(body).status == 200
+    user_change = json.dumps(
+        event_envelope({"type": "user_change", "user": {"id": "U_BOB", "name": "bob"}}, team=TEAM)
+    ).encode()
+    assert bot.sender.post(user_change).status == 200
 
 
 def test_signed_garbage_form_gets_400(bot: Bot) -> None:

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,8 +20,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bolt_support import BOT_USER, CHANNEL, ROOT_TS, SECRET, TEAM, TOKEN, store_event_message, wait_until
+from bolt_support import (
+    BOT_USER,
+    CHANNEL,
+    ROOT_TS,
+    SECRET,
+    TEAM,
+    TOKEN,
+    replies,
+    start_bot,
+    stop_bot,
+    store_event_message,
+    wait_until,
+)
 
+from doppelkit.testing.fakes import EchoEngine
 from doppelkit_slack.testing import FakeSlack
 from doppelkit_slack.testing.events import EventSender, app_mention
 from doppelkit_slack.testing.fake_slack import Call
@@ -144,3 +158,42 @@ def test_killed_after_slack_took_a_part_but_before_it_was_recorded(
     start(processes, tmp_path, slack, messages=PARTS)
     assert texts_when_settled(slack, 3) == PARTS
     assert [p.params["metadata"]["event_payload"]["part"] for p in slack.posts] == [0, 1, 2]
+
+
+# --- a write-locked store ----------------------------------------------------------------------
+
+
+def _health(url: str) -> tuple[int, dict[str, Any]]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url + "/healthz") as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_a_write_locked_store_neither_stalls_acks_nor_loses_the_mention(
+    tmp_path: Path, slack: FakeSlack
+) -> None:
+
+    bot = start_bot(tmp_path, slack, EchoEngine(versions={(TEAM, "U_ANN"): "v1"}))
+    locker = sqlite3.connect(str(bot.runtime.parts.home.state / "doppelkit.db"), isolation_level=None)
+    try:
+        locker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+        started = time.perf_counter()
+        assert bot.mention(event_id="EvLOCKED").status == 200
+        assert bot.mention(event_id="EvLOCKED", retry_num=1).status == 200  # Slack retries meanwhile
+        assert time.perf_counter() - started < 1.0, "acks waited for the locked store"
+        assert wait_until(lambda: _health(bot.server.url)[1]["store"] != "ok", 5)
+        status, health = _health(bot.server.url)
+        assert status == 503 and health["status"] == "degraded" and health["unrecorded"] == 1
+        assert slack.posts == []
+        locker.execute("ROLLBACK")  # the lock goes away: the job is recorded, then answered once
+        [post] = replies(bot, n=1)
+        assert post.text.endswith("how are you?")
+        assert _health(bot.server.url)[0] == 200
+    finally:
+        locker.close()
+        stop_bot(bot)

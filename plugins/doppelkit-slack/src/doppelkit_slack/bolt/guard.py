@@ -4,7 +4,8 @@ Bolt's adapters answer 500 to a non-numeric timestamp or an unparseable body (Sl
 retries) and read bodies of any size. The guard checks, in order, and stops at the first
 failure: method (405), content type (415), size (413, capped while streaming), timestamp
 present and numeric (400/401) and fresh within ±300 s (401), signature (401), body parses
-as the content type says (400). Only then does the buffered body go on to Bolt.
+as the content type says (400), and its envelope has the shape Bolt reads without crashing
+(400; :func:`envelope_problem`). Only then does the buffered body go on to Bolt.
 """
 
 from __future__ import annotations
@@ -119,18 +120,81 @@ class RequestGuard:
 
 
 def _parse(body: bytes, content_type: str) -> None:
-    """Raise 400 unless the body is what Bolt can parse: a JSON object, or a form."""
+    """Raise 400 unless the body is what Bolt can parse (a JSON object, or a form) and has the
+    shape of an envelope Slack sends."""
     try:
         text = body.decode("utf-8")
         if content_type == JSON:
-            if not isinstance(json.loads(text), dict):
+            data = json.loads(text)
+            if not isinstance(data, dict):
                 raise ValueError("not an object")
-            return
-        form = parse_qs(text, keep_blank_values=True, strict_parsing=True)
-        if "payload" in form and not isinstance(json.loads(form["payload"][0]), dict):
-            raise ValueError("payload is not an object")
+        else:
+            form = parse_qs(text, keep_blank_values=True, strict_parsing=True)
+            data = {k: v[0] for k, v in form.items()}
+            if "payload" in form:
+                data = json.loads(form["payload"][0])
+                if not isinstance(data, dict):
+                    raise ValueError("payload is not an object")
     except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError included
         raise Rejected(400, "unparseable body") from exc
+    problem = envelope_problem(data)
+    if problem is not None:
+        raise Rejected(400, f"malformed envelope: {problem}")
+
+
+# Fields Bolt and the listeners read as text (IDs, kinds, timestamps), at the top of an envelope
+# and inside its event / interaction; ``None`` is allowed (Slack sends ``enterprise_id: null``).
+_TEXT_FIELDS = (
+    "type", "subtype", "team_id", "user_id", "channel_id", "enterprise_id", "api_app_id", "event_id",
+    "ts", "thread_ts", "event_ts", "text", "bot_id", "channel_type", "user_team", "command",
+    "trigger_id", "response_url", "callback_id", "token", "app_id",
+)  # fmt: skip
+# Fields that are an ID, or an object with an ``id`` (``user`` in a user_change, ``team`` in an
+# interaction).
+_ID_OR_OBJECT_FIELDS = ("team", "user", "channel", "enterprise")
+_OBJECT_FIELDS = ("event", "message", "previous_message", "view", "container", "bot_profile")
+
+
+def envelope_problem(data: dict[str, Any]) -> str | None:
+    """What is wrong with the shape of a (signed) request body, or None.
+
+    Slack never sends ``"event": [1]`` or ``"user": 5``, but Bolt would crash on them with a
+    500 (and Slack retries 5xx): such a body is answered 400 before Bolt sees it."""
+    problem = _fields_problem(data, "")
+    if problem:
+        return problem
+    if data.get("type") == "event_callback" and not isinstance(data.get("event"), dict):
+        return "event_callback without an event object"
+    authorizations = data.get("authorizations")
+    if authorizations is not None:
+        if not isinstance(authorizations, list) or not all(isinstance(a, dict) for a in authorizations):
+            return "authorizations is not a list of objects"
+        for authorization in authorizations:
+            if problem := _fields_problem(authorization, "authorizations[]."):
+                return problem
+    for name in _OBJECT_FIELDS:
+        inner = data.get(name)
+        if inner is None:
+            continue
+        if not isinstance(inner, dict):
+            return f"{name} is not an object"
+        if problem := _fields_problem(inner, f"{name}."):
+            return problem
+    return None
+
+
+def _fields_problem(data: dict[str, Any], where: str) -> str | None:
+    for name in _TEXT_FIELDS:
+        value = data.get(name)
+        if value is not None and not isinstance(value, str):
+            return f"{where}{name} is not a string"
+    for name in _ID_OR_OBJECT_FIELDS:
+        value = data.get(name)
+        if value is None or isinstance(value, str):
+            continue
+        if not isinstance(value, dict) or not isinstance(value.get("id", ""), str):
+            return f"{where}{name} is neither an ID nor an object with one"
+    return None
 
 
 def _headers(scope: Scope) -> dict[str, str]:

@@ -19,7 +19,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 
 from doppelkit.interfaces import Engine
-from doppelkit.models import DatasetReport, Message, Persona, Thread
+from doppelkit.models import DatasetReport, Message, Persona, Thread, is_safe_id
 from doppelkit.mrkdwn import mentioned_channel_ids
 from doppelkit.threads import referenced_user_ids
 from doppelkit_slack.bolt.avatar import Avatars
@@ -139,6 +139,13 @@ class MentionReplier:
         team = body.get("team_id") or event.get("team")
         if not all(isinstance(v, str) and v for v in (user, channel, ts, team)):
             return "incomplete event"
+        if not (all(is_safe_id(v) for v in (user, channel, team)) and _TS.fullmatch(str(ts))):
+            return "not Slack IDs"  # they key the job, the store and posts: validated here, once
+        thread_ts_raw = event.get("thread_ts")
+        if thread_ts_raw is not None and not (
+            isinstance(thread_ts_raw, str) and _TS.fullmatch(thread_ts_raw)
+        ):
+            return "not a Slack thread ts"
         if bot_user_id and user == bot_user_id:
             return "our own message"
         text = str(event.get("text") or "")
