@@ -209,3 +209,41 @@ def test_list_when_empty(bot: Bot, engine: EchoEngine) -> None:
 
 def test_commands_need_a_valid_signature(bot: Bot) -> None:
     assert bot.sender.send_command("list", team=TEAM, signature="v0=" + "1" * 64).status == 401
+
+
+@pytest.mark.parametrize("with_trigger", [True, False])
+def test_a_replayed_signed_command_runs_once(bot: Bot, engine: EchoEngine, with_trigger: bool) -> None:
+    import time
+    from urllib.parse import urlencode
+
+    from doppelkit_slack.testing.events import slash_command
+
+    steps = FakeSteps(engine)
+    use_steps(bot, steps)
+    fields = slash_command("train Bob", team=TEAM, channel="C0001")
+    if not with_trigger:
+        del fields["trigger_id"]  # then the signed request itself is the key
+    body, stamp = urlencode(fields).encode(), str(int(time.time()))
+    form = "application/x-www-form-urlencoded"
+    first = bot.sender.post(body, content_type=form, timestamp=stamp)
+    assert first.status == 200 and first.json()["text"].startswith("Started training Bob")
+    bot.runtime.training.join(5)
+    for _ in range(2):  # an attacker replays it within the 300 s the signature stays fresh
+        again = bot.sender.post(body, content_type=form, timestamp=stamp)
+        assert again.status == 200 and again.body == b""
+    bot.runtime.training.join(5)
+    assert steps.trained == ["U_BOB"]
+    # A new request (a fresh trigger and signature) still runs.
+    assert "Bob" in command(bot, "status Bob")
+
+
+def test_interactions_are_keyed_by_their_trigger() -> None:
+    from slack_bolt.request import BoltRequest
+
+    from doppelkit_slack.bolt.replay import replay_key
+
+    request = BoltRequest(body="payload=%7B%7D", headers={})
+    action = {"type": "block_actions", "team": {"id": TEAM}, "trigger_id": "tr.1"}
+    assert replay_key(action, request) == f"trigger:{TEAM}:tr.1"
+    assert replay_key({"type": "block_actions", "team": {"id": TEAM}}, request).startswith("request:")
+    assert replay_key({"type": "event_callback", "event": {}}, request) is None

@@ -21,6 +21,8 @@ from doppelkit.home import Home
 from doppelkit.models import SAFE_ID
 from doppelkit_slack.bolt.commands import DoppelCommands, Invocation
 from doppelkit_slack.bolt.mentions import MentionReplier
+from doppelkit_slack.bolt.posting import without_pings
+from doppelkit_slack.bolt.replay import register_replay_guard
 from doppelkit_slack.bolt.uninstall import WorkspaceEraser
 from doppelkit_slack.store import PersonaStore
 
@@ -102,6 +104,8 @@ def served_team(claimed: object, context: BoltContext) -> str | None:
 
 
 def register_listeners(app: App, parts: BotParts) -> None:
+    register_replay_guard(app, parts.store)  # commands and interactions run once
+
     def accept(body: dict[str, Any], context: BoltContext) -> None:
         parts.eraser.remember_bot(context.bot_user_id, context.bot_id)
         if served_team(body.get("team_id"), context) is None:
@@ -130,7 +134,8 @@ def register_listeners(app: App, parts: BotParts) -> None:
         except Exception:
             log.exception("/doppel %s failed", command.get("text"))
             reply = "Sorry, that command failed; the bot's log has the details."
-        ack(text=reply, response_type="ephemeral")  # only the person who typed it sees it
+        # Only the person who typed it sees it; like every message the bot writes, it pings nobody.
+        ack(text=without_pings(reply), response_type="ephemeral")
 
     @app.event("app_uninstalled")
     def uninstalled(body: dict[str, Any], context: BoltContext) -> None:

@@ -107,7 +107,7 @@ class DoppelCommands:
                 )
                 return (
                     f"“{query}” is ambiguous: {len(same)} people match ({listed}). "
-                    f"Mention the one you mean, e.g. `/doppel … <@{same[0].id}>`, or use their user ID."
+                    f"Use their user ID, e.g. `/doppel … {same[0].id}`."
                 )
         if not users:
             return f"I couldn't look up this workspace's members to find “{query}”. Try their user ID."
@@ -153,7 +153,7 @@ class DoppelCommands:
             return user
         version = self.engine.current_version(inv.team, user.id)
         if version is None:
-            return f"{user.label} has no trained model yet. Train one first: `/doppel train <@{user.id}>`."
+            return f"{user.label} has no trained model yet. Train one first: `/doppel train {user.id}`."
         self.store.upsert_trained(inv.team, user.id, user.label, version)
         self.store.set_active(inv.team, user.id)
         return f"Now answering as {user.label} ({version})."
