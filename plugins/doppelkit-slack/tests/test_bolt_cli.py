@@ -135,3 +135,38 @@ def test_a_failed_bind_closes_its_socket(monkeypatch: pytest.MonkeyPatch) -> Non
         with pytest.raises(UserError, match="cannot listen on 127.0.0.1"):
             listening_socket("127.0.0.1", busy.getsockname()[1])
     assert len(closed) == 1 and closed[0].fileno() == -1
+
+
+@pytest.mark.parametrize(
+    ("home", "store_url"),
+    [
+        ("/proc/doppelkit-home", None),  # a read-only home (read-only even for root)
+        (None, "sqlite:////proc/doppelkit.db"),  # an unwritable store
+    ],
+)
+def test_an_unwritable_store_or_home_is_one_line_and_exit_2(
+    tmp_path: Path, slack: FakeSlack, home: str | None, store_url: str | None
+) -> None:
+    args = [
+        "serve",
+        "frontend=bolt",
+        "frontend.mode=http",
+        "frontend.port=0",
+        f"frontend.api_url={slack.url}",
+    ]
+    if store_url:
+        args.append(f"frontend.store_url={store_url}")
+    result = run_cli(
+        [*args, "persona.user=U_ANN"],
+        env={
+            "DOPPELKIT_HOME": home or str(tmp_path / "home"),
+            "SLACK_BOT_TOKEN": TOKEN,
+            "SLACK_SIGNING_SECRET": SECRET,
+        },
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "store cannot be opened for writing" in line
+    assert ("frontend.store_url" if store_url else home) in line
