@@ -134,6 +134,25 @@ class IngestResult:
     report: DatasetReport
 
 
+@contextlib.contextmanager
+def no_new_empty_dirs(directories: list[Path]) -> Iterator[None]:
+    """On an exception, remove those of ``directories`` (and their parents) that did not exist
+    before and are empty now; on success, leave everything."""
+    created: list[Path] = []
+    for directory in directories:
+        for path in (directory, *directory.parents):
+            if path.exists():
+                break
+            created.append(path)
+    try:
+        yield
+    except BaseException:
+        for path in sorted(set(created), key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):  # not empty (or gone): leave it
+                path.rmdir()
+        raise
+
+
 def ingest(run: RunConfig, context: RunContext) -> IngestResult:
     """Source → scrub → formatter → dataset JSONL (+ held-out JSONL + report), all atomic.
 
@@ -177,6 +196,9 @@ def ingest(run: RunConfig, context: RunContext) -> IngestResult:
     partitioned = source if isinstance(source, PartitionedSource) else None
     parts = partitioned.partitions(report) if partitioned is not None else None
     with contextlib.ExitStack() as stack:
+        # Entered first, so it runs last: a failed ingest leaves no folder behind (an empty
+        # dataset folder would look like a persona to whoever lists them).
+        stack.enter_context(no_new_empty_dirs([paths.train.parent, context.home.corpus(persona.team)]))
         train_out = stack.enter_context(atomic_write(paths.train))
         eval_out = stack.enter_context(atomic_write(paths.eval)) if eval_fraction > 0 else None
         corpus = stack.enter_context(CorpusWriter(context.home, persona.team))

@@ -908,6 +908,24 @@ def test_persona_without_messages_exits_2(export: GeneratedExport, work: Path) -
     assert "U08QUINN9" in run.output and "no usable messages" in run.output
     assert "Traceback" not in run.output
     _no_files_left(out.parent)
+    # Nothing half-made under home either: no empty corpus folder of the team.
+    _no_files_left(work / "home" / "cache" / "corpus")
+
+
+def test_a_failed_ingest_leaves_no_dataset_folder_under_home(tmp_path: Path) -> None:
+    from doppelkit.home import Home
+    from doppelkit_slack.sources.export import SAMPLE_WORKSPACE
+
+    home = tmp_path / "home"
+    result = run_cli(
+        ["ingest", f"source.path={SAMPLE_WORKSPACE}", "persona.user=U0ERIK0002",
+         "formatter.min_length=100000", f"home={home}"],
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2 and "no usable messages" in result.stderr, result.stderr
+    assert not (home / "datasets").exists() or not any((home / "datasets").rglob("*"))
+    assert not any(home.rglob("*.jsonl")) and Home.at(home).dataset_reports() == []
+    _no_files_left(home / "cache" / "corpus")
 
 
 def test_ambiguous_name_exits_2_listing_ids(export: GeneratedExport, work: Path) -> None:

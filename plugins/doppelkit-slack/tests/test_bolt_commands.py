@@ -247,3 +247,24 @@ def test_interactions_are_keyed_by_their_trigger() -> None:
     assert replay_key(action, request) == f"trigger:{TEAM}:tr.1"
     assert replay_key({"type": "block_actions", "team": {"id": TEAM}}, request).startswith("request:")
     assert replay_key({"type": "event_callback", "event": {}}, request) is None
+
+
+def test_a_failed_train_does_not_keep_the_forgotten_persons_words(bot: Bot, engine: EchoEngine) -> None:
+    """Bob is the only trained persona; Ann's train failed. Forgetting Bob is forgetting the
+    workspace's last persona: the corpus and tiny base (everyone's words, Bob's included) go."""
+    home = bot.runtime.parts.home
+    engine.versions.clear()
+    engine.versions[(TEAM, "U_BOB")] = "v1"
+    use_steps(bot, FakeSteps(engine, fail="Ann has no usable messages"))
+    command(bot, "train Ann")
+    bot.runtime.training.join(5)
+    assert bot.runtime.parts.store.get(TEAM, "U_ANN").state == FAILED  # type: ignore[union-attr]
+    corpus = home.cache / "corpus" / TEAM / "abc.jsonl"
+    tiny = home.cache / "tiny" / "base1"
+    _touch(corpus, tiny / "model.safetensors", home.datasets(TEAM, "U_BOB") / "dataset.jsonl")
+    (tiny / "tiny.json").write_text(json.dumps({"team": TEAM}))
+    home.datasets(TEAM, "U_ANN").mkdir(parents=True, exist_ok=True)  # as an older failed ingest left it
+    engine.versions.clear()  # Bob's adapter is what forget deletes; the engine serves nothing then
+    reply = command(bot, "forget Bob")
+    assert "workspace corpus" in reply and "tiny base" in reply, reply
+    assert not corpus.exists() and not tiny.exists()

@@ -17,7 +17,7 @@ from doppelkit.persona import candidates, find_user
 from doppelkit_slack.bolt.forgetting import Forgetting
 from doppelkit_slack.bolt.personas import MemberDirectory, PersonaChooser, published_personas
 from doppelkit_slack.bolt.training import TrainingNotStarted, TrainingRunner
-from doppelkit_slack.store import SCRAPING, TRAINED, TRAINING, PersonaRecord, PersonaStore, StoreError
+from doppelkit_slack.store import FAILED, SCRAPING, TRAINED, TRAINING, PersonaRecord, PersonaStore, StoreError
 
 HELP = """*doppelkit* — a bot that writes like someone on your team.
 • `/doppel train @someone` — learn how they write (reads the workspace and trains; progress is posted here)
@@ -198,7 +198,9 @@ class DoppelCommands:
             return f"{user.label} is being trained right now; forget them once the run has finished."
         removed = self.forgetting.person(inv.team, user.id)
         in_store = self.store.delete(inv.team, user.id)
-        if not self.store.list(inv.team) and not self.forgetting.people_left(inv.team):
+        # A failed run made nothing (its half-made files were never kept): it does not count.
+        remaining = [r for r in self.store.list(inv.team) if r.state != FAILED]
+        if not remaining and not self.forgetting.people_left(inv.team):
             # The last persona of the workspace: its shared corpus and base models go too.
             removed += [what for what in self.forgetting.team(inv.team) if what not in removed]
         if not removed and not in_store:
