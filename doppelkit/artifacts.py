@@ -50,6 +50,10 @@ class ArtifactError(UserError):
     """A published adapter is missing or malformed (its files, pointer or manifest)."""
 
 
+class UnsafeAdapterError(UserError):
+    """An adapter that could only be loaded unsafely: pickle weights, or files outside home."""
+
+
 @dataclass(frozen=True)
 class PublishedAdapter:
     version: str  # "v3"
@@ -232,3 +236,97 @@ def find_published_persona(
             f"To train one: `doppelkit persona.user={query}`. ({exc})"
         ) from None
     return Persona(team=team, user=user)
+
+
+# --- what engines read: the adapter's files, and the base it was trained on ---------------------
+
+PICKLE_WEIGHTS = ("adapter_model.bin", "pytorch_model.bin", "adapter_model.pt")
+TINY_BASE = "tiny"  # ``model=tiny``: a base built under home (``cache/tiny/<key>``), not a hub id
+TINY_MARKER = "tiny.json"  # written last into a tiny base's directory: the build is complete
+
+
+@dataclass(frozen=True)
+class AdapterIdentity:
+    """What tells two published adapters apart, beyond the version name.
+
+    A persona's directory can be deleted and retrained, so ``v1`` may name different weights
+    over time: the manifest's creation time and the weights file's size and mtime catch that
+    without hashing megabytes on every request.
+    """
+
+    version: str
+    created: str
+    weights_size: int
+    weights_mtime_ns: int
+
+
+@dataclass(frozen=True)
+class AdapterFiles:
+    published: PublishedAdapter
+    config_path: Path
+    weights_path: Path
+    identity: AdapterIdentity
+
+
+def checked_files(home: Home, published: PublishedAdapter) -> AdapterFiles:
+    """The adapter's two files, refusing pickle-only adapters and anything outside ``home``.
+
+    Every engine checks here before its library sees the directory: PEFT and vLLM both fall back
+    to a pickled ``adapter_model.bin`` (run by ``torch.load``) when the safetensors file is
+    missing.
+    """
+    directory = published.path
+    if not home.contains(directory):
+        raise UnsafeAdapterError(
+            f"refusing to load the adapter at {directory}: it resolves outside home ({home.root})"
+        )
+    weights = directory / ADAPTER_WEIGHTS
+    config = directory / ADAPTER_CONFIG
+    if not weights.is_file():
+        pickles = [name for name in PICKLE_WEIGHTS if (directory / name).exists()]
+        found = f" (found {', '.join(pickles)}: pickle files are never loaded)" if pickles else ""
+        raise UnsafeAdapterError(
+            f"the adapter at {directory} has no {ADAPTER_WEIGHTS}{found}; "
+            "retrain the persona to publish safetensors weights"
+        )
+    for path in (weights, config):
+        if not home.contains(path):
+            raise UnsafeAdapterError(f"refusing to load {path}: it resolves outside home ({home.root})")
+    stat = weights.stat()
+    identity = AdapterIdentity(
+        version=published.version,
+        created=published.manifest.created.isoformat(),
+        weights_size=stat.st_size,
+        weights_mtime_ns=stat.st_mtime_ns,
+    )
+    return AdapterFiles(published, config, weights, identity)
+
+
+def tiny_base_dir(home: Home, key: str) -> Path:
+    """Where the tiny base with this key lives (the engine's way back to an adapter's base)."""
+    if not key.isalnum():
+        raise ValueError(f"invalid tiny model key {key!r}")
+    return home.cache / "tiny" / key
+
+
+def tiny_base_built(path: Path) -> bool:
+    return (path / TINY_MARKER).is_file()
+
+
+def base_location(home: Home, base_model: str, model_revision: str | None) -> tuple[str, str | None]:
+    """Where to load an adapter manifest's base from: ``(location, revision)``.
+
+    For the tiny model the manifest's ``model_revision`` is its cache key, and the base is the
+    exact directory it was trained on under ``home/cache/tiny``.
+    """
+    if base_model == TINY_BASE:
+        if not model_revision:
+            raise UserError("this adapter's manifest names the tiny base without its cache key")
+        path = tiny_base_dir(home, model_revision)
+        if not tiny_base_built(path):
+            raise UserError(
+                f"the tiny base model this adapter was trained on ({path}) is gone; retrain with "
+                "`doppelkit train` to rebuild it"
+            )
+        return str(path), None
+    return base_model, model_revision

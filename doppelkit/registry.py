@@ -96,7 +96,7 @@ class Registry(Generic[C]):
 
 # First-party components announced but not released yet: say so instead of sending users to
 # an install that cannot succeed.
-UNRELEASED_EXTRAS = frozenset({"vllm"})
+UNRELEASED_EXTRAS: frozenset[str] = frozenset()
 
 
 def unknown_hint(kind: str, name: str) -> str:

@@ -10,28 +10,22 @@ training produces. Each seed gives different weights, so personas' greedy replie
 
 from __future__ import annotations
 
-import json
-import warnings
 from pathlib import Path
 from typing import Any
 
-from doppelkit import artifacts
 from doppelkit.home import Home
-from doppelkit.models import AdapterManifest, Message, Persona, Thread, User
-from doppelkit_lora.model.tiny import (
-    BOS,
-    CHAT_TEMPLATE,
-    EOS,
-    MARKER,
-    PAD,
-    SPECIAL_TOKENS,
-    TINY_NAME,
-    TinyBase,
-    TinyModelConfig,
-    build_model,
-    tiny_dir,
-)
+from doppelkit.models import Message, Persona, Thread, User
 from doppelkit_lora.serve.engine import PeftEngine, PeftEngineConfig
+from doppelkit_lora.testing.engines import (
+    BASE_KEY,
+    CORPUS,
+    ENGINE_TINY,
+    UNK,
+    build_tiny_base,
+    publish_random_adapter,
+)
+
+__all__ = ["BASE_KEY", "CORPUS", "ENGINE_TINY", "UNK", "build_tiny_base", "publish_random_adapter"]
 
 TEAM = "T0TEST"
 MAYA = Persona(team=TEAM, user=User(id="U0MAYA", display_name="maya"))
@@ -39,96 +33,7 @@ ERIK = Persona(team=TEAM, user=User(id="U0ERIK", display_name="erik"))
 JO = Persona(team=TEAM, user=User(id="U0JO", display_name="jo"))
 ANN = "U0ANN"
 
-CORPUS = [
-    "did the deploy go out? yep shipped it this morning, all green so far",
-    "can someone review my PR? on it, give me ten minutes and I'll leave comments",
-    "why is CI red again? flaky test again, I'll rerun it",
-    "lunch at noon? sure, see you at the usual place",
-    "the staging db is slow today, probably the nightly backfill hogging it",
-    "who owns the billing service? that's me, what do you need?",
-] * 3
-
-BASE_KEY = "enginetest"
-UNK = "<|unk|>"
-
-# Smaller than the trainer's test model: engine tests only need distinct, deterministic output.
-ENGINE_TINY = TinyModelConfig(
-    vocab_size=300,
-    hidden_size=32,
-    intermediate_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    num_key_value_heads=1,
-    max_position_embeddings=256,
-    pretrain_steps=60,
-    pretrain_batch_size=4,
-)
-
 GREEDY = PeftEngineConfig(max_resident=2, temperature=0.0, repetition_penalty=1.0, max_new_tokens=12)
-
-
-def build_tiny_base(home: Home) -> TinyBase:
-    """A random tiny base with a word-level tokenizer, where the engine looks for tiny bases."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    words = sorted({word for text in CORPUS for word in text.split()} | {"Ann:", "maya:", "erik:"})
-    vocab = {token: i for i, token in enumerate([UNK, *words])}
-    core = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
-    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    core.add_special_tokens(list(SPECIAL_TOKENS))
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK
-    )
-    tokenizer.chat_template = CHAT_TEMPLATE
-    path = tiny_dir(home, BASE_KEY)
-    path.mkdir(parents=True, exist_ok=True)
-    tokenizer.save_pretrained(path)
-    build_model(tokenizer, ENGINE_TINY).save_pretrained(path, safe_serialization=True)
-    (path / MARKER).write_text(json.dumps({"key": BASE_KEY}), encoding="utf-8")
-    return TinyBase(path, BASE_KEY, built=True)
-
-
-def publish_random_adapter(
-    home: Home, base: TinyBase, persona: Persona, seed: int, rank: int = 4
-) -> artifacts.PublishedAdapter:
-    """A new version of ``persona``'s adapter with random LoRA weights (seeded)."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(base.path)
-    torch.manual_seed(seed)
-    config = LoraConfig(
-        r=rank,
-        lora_alpha=rank,
-        target_modules=["q_proj", "v_proj", "o_proj"],
-        init_lora_weights=False,
-        task_type="CAUSAL_LM",
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # transformers' deprecation notices inside peft
-        peft_model = get_peft_model(model, config)
-    manifest = AdapterManifest(
-        version="v0",
-        team=persona.team,
-        persona_id=persona.id,
-        persona_name=persona.label,
-        base_model=TINY_NAME,
-        model_revision=base.key,
-        trainer="lora",
-        formatter="chat",
-        template_hash="test",
-        dataset_hash=f"seed-{seed}",
-        doppelkit_version="test",
-    )
-    return artifacts.publish(
-        home,
-        persona.team,
-        persona.id,
-        lambda directory: peft_model.save_pretrained(str(directory), safe_serialization=True),
-        manifest,
-    )
 
 
 def thread(text: str, *, persona: Persona = MAYA) -> Thread:

@@ -172,11 +172,12 @@ def test_stream_chunks_add_up_to_the_reply(engine: PeftEngine) -> None:
 
 def test_a_multi_message_reply_is_split_by_the_personas_formatter() -> None:
     from doppelkit.reply_text import ReplyCutter
+    from doppelkit.serving import ReplyText
     from doppelkit.testing import make_context
     from doppelkit_lora.serve.engine import _Request
 
     request = _Request(MAYA, thread(QUESTION), None, seed=0)
-    request.start(ReplyCutter(), lambda ids: "", "v1", chat_formatter(make_context(Path("."))))
+    request.start(ReplyText(ReplyCutter(), lambda ids: ""), "v1", chat_formatter(make_context(Path("."))))
     for piece in ["yep shipped it\n\n-", "--\n\nall green", " so far\n\n---\n\n:rocket:"]:
         request.out.put(piece)
     request.finish()

@@ -11,23 +11,10 @@ from typing import Any
 
 from doppelkit.models import ChatMessage
 from doppelkit.reply_text import ReplyCutter
+from doppelkit.serving import stop_token_ids
 from doppelkit_lora.decoding.loop import Row, Sampling, decode
 
-
-def stop_token_ids(tokenizer: Any) -> frozenset[int]:
-    """Tokens that end a reply: EOS and every other special token (role markers, BOS, pad).
-
-    A chat reply never contains one, and a model that emits one (``<|user|>``,
-    ``<|start_header_id|>``) is starting another turn. Added tokens marked special count too:
-    ``all_special_ids`` lists only the named ones.
-    """
-    unk = getattr(tokenizer, "unk_token_id", None)
-    ids = {int(i) for i in getattr(tokenizer, "all_special_ids", []) if i != unk}
-    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
-    ids |= {int(i) for i, token in added.items() if getattr(token, "special", False) and i != unk}
-    if tokenizer.eos_token_id is not None:
-        ids.add(int(tokenizer.eos_token_id))
-    return frozenset(ids)
+__all__ = ["generate_reply", "served_cutter", "stop_token_ids"]
 
 
 def generate_reply(

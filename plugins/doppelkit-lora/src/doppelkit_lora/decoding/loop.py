@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from doppelkit.serving import GenerationConfig
+from doppelkit.serving import GenerationConfig, fit_prompt
 from doppelkit_lora.decoding.mixed_lora import StackedLora, supported
 
 BASE_ADAPTER = "__base__"  # PEFT's name for "no adapter" in a mixed batch
@@ -122,13 +122,7 @@ def decode(
 
     if not rows:
         return
-    prompts = []
-    for row in rows:
-        ids = row.prompt_ids
-        if max_positions is not None:
-            room = max(1, max_positions - row.sampling.max_new_tokens)
-            ids = ids[-room:]
-        prompts.append(ids)
+    prompts = [fit_prompt(row.prompt_ids, max_positions, row.sampling.max_new_tokens) for row in rows]
     width = max(len(p) for p in prompts)
     input_ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], device=device)
     attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from doppelkit.artifacts import base_location
 from doppelkit.errors import UserError
 from doppelkit.home import Home
 from doppelkit.settings import ModelConfig
@@ -21,9 +22,18 @@ from doppelkit_lora.model.tiny import (
     TinyCorpus,
     TinyModelConfig,
     ensure_tiny_base,
-    is_built,
-    tiny_dir,
 )
+
+__all__ = [
+    "LoadedBase",
+    "base_location",
+    "hub_offline",
+    "load_base",
+    "load_pretrained",
+    "missing_weights_message",
+    "quantization_config",
+    "resolve_dtype",
+]
 
 
 @dataclass
@@ -174,22 +184,3 @@ def load_base(
 
 def _dtype_name(dtype: Any) -> str:
     return str(dtype).removeprefix("torch.")
-
-
-def base_location(home: Home, base_model: str, model_revision: str | None) -> tuple[str, str | None]:
-    """Where to load an adapter manifest's base from: ``(location, revision)``.
-
-    For the tiny model the manifest's ``model_revision`` is its cache key, and the base is the
-    exact directory it was trained on under ``home/cache/tiny``.
-    """
-    if base_model == TINY_NAME:
-        if not model_revision:
-            raise UserError("this adapter's manifest names the tiny base without its cache key")
-        path = tiny_dir(home, model_revision)
-        if not is_built(path):
-            raise UserError(
-                f"the tiny base model this adapter was trained on ({path}) is gone; retrain with "
-                "`doppelkit train` to rebuild it"
-            )
-        return str(path), None
-    return base_model, model_revision

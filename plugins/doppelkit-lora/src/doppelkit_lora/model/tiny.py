@@ -25,11 +25,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from doppelkit.artifacts import TINY_BASE, TINY_MARKER, tiny_base_built, tiny_base_dir
 from doppelkit.home import Home, atomic_dir, write_json
 from doppelkit_lora.model.progress import progress_bar
 
 BUILDER_VERSION = 2  # bump when the build recipe changes, so old caches are not reused
-TINY_NAME = "tiny"
+TINY_NAME = TINY_BASE  # where a base lives is the core's (doppelkit.artifacts.base_location)
 BOS, EOS, PAD = "<|bos|>", "<|end|>", "<|pad|>"
 ROLE_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>")
 SPECIAL_TOKENS = (PAD, BOS, EOS, *ROLE_TOKENS)
@@ -41,7 +42,7 @@ CHAT_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
 )
 BLOCK_LEN = 256  # pretraining window (tokens)
-MARKER = "tiny.json"
+MARKER = TINY_MARKER
 
 
 class TinyModelConfig(BaseModel):
@@ -101,13 +102,11 @@ def cache_key(corpus: TinyCorpus, config: TinyModelConfig) -> str:
 
 def tiny_dir(home: Home, key: str) -> Path:
     """Where the tiny base with this key lives (the engine's way back to an adapter's base)."""
-    if not key.isalnum():
-        raise ValueError(f"invalid tiny model key {key!r}")
-    return home.cache / "tiny" / key
+    return tiny_base_dir(home, key)
 
 
 def is_built(path: Path) -> bool:
-    return (path / MARKER).is_file()
+    return tiny_base_built(path)
 
 
 def team_bases(home: Home, team: str) -> list[Path]:

@@ -33,7 +33,7 @@ import threading
 import time
 import warnings
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -47,15 +47,19 @@ from doppelkit.reply_text import ReplyCutter
 from doppelkit.serving import (
     GenerationConfig,
     PersonaFormatters,
+    ReplyText,
     as_trained,
+    base_mismatch_message,
+    decoder,
     persona_conversation,
+    prompt_ids,
     reply_cutter,
+    serve_offline,
     split_messages,
+    stop_token_ids,
 )
-from doppelkit_lora.decoding.generation import stop_token_ids
 from doppelkit_lora.decoding.loop import Row, Sampling, decode
-from doppelkit_lora.model.tiny import TINY_NAME
-from doppelkit_lora.serve.adapter_files import AdapterIdentity, checked_files, read_adapter, serve_offline
+from doppelkit_lora.serve.adapter_files import AdapterIdentity, checked_files, read_adapter
 
 
 class PeftEngineConfig(GenerationConfig):
@@ -122,17 +126,12 @@ class _Request:
         self.out: queue.Queue[Any] = queue.Queue()
         self.cancelled = threading.Event()
         self.version: str | None = None  # the adapter version that served it
-        self._ids: list[int] = []
-        self._emitted = ""
-        self._cutter = ReplyCutter()
-        self._decode: Callable[[list[int]], str] = lambda ids: ""
+        self._text = ReplyText(ReplyCutter(), lambda ids: "")
         self._formatter: Formatter | None = None
         self._finished = False
 
-    def start(
-        self, cutter: ReplyCutter, decode_ids: Callable[[list[int]], str], version: str, formatter: Formatter
-    ) -> None:
-        self._cutter, self._decode, self.version, self._formatter = cutter, decode_ids, version, formatter
+    def start(self, text: ReplyText, version: str, formatter: Formatter) -> None:
+        self._text, self.version, self._formatter = text, version, formatter
 
     def messages(self) -> list[str]:
         """The whole reply as the persona's separate messages (split by its formatter)."""
@@ -156,14 +155,13 @@ class _Request:
     # --- worker side ----------------------------------------------------------------------
 
     def on_token(self, token: int) -> bool:
-        self._ids.append(token)
-        cut = self._cutter.update(self._decode(self._ids))
-        self._emit(cut.text)
-        return cut.done or self.cancelled.is_set()
+        new, done = self._text.add([token])
+        self._emit(new)
+        return done or self.cancelled.is_set()
 
     def on_done(self) -> None:
         if not self._finished:
-            self._emit(self._cutter.update(self._decode(self._ids), finished=True).text)
+            self._emit(self._text.finish())
             self.finish()
 
     def finish(self) -> None:
@@ -175,11 +173,9 @@ class _Request:
             self._finished = True
             self.out.put(exc)
 
-    def _emit(self, text: str) -> None:
-        # The cutter only ever extends what it showed; guard anyway so a stream never repeats.
-        if len(text) > len(self._emitted) and text.startswith(self._emitted):
-            self.out.put(text[len(self._emitted) :])
-            self._emitted = text
+    def _emit(self, new: str) -> None:
+        if new:
+            self.out.put(new)
 
 
 class PeftEngine:
@@ -363,22 +359,16 @@ class PeftEngine:
         persona, formatter = request.persona, resident.formatter
         thread = as_trained(request.thread, resident.manifest)
         messages = persona_conversation(formatter, thread, persona, request.bot_user_id)
-        prompt = formatter.render_prompt(messages, base.tokenizer)
-        prompt_ids = list(base.tokenizer.encode(prompt, add_special_tokens=False))
+        ids = prompt_ids(formatter, messages, base.tokenizer)
         cutter = reply_cutter(self.config, thread, persona, request.bot_user_id)
-        tokenizer = base.tokenizer
-
-        def decode_ids(ids: list[int]) -> str:
-            return str(tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False))
-
         version = self._resident[request.key].identity.version
-        request.start(cutter, decode_ids, version, formatter)
+        request.start(ReplyText(cutter, decoder(base.tokenizer)), version, formatter)
 
         def on_token(token: int) -> bool:
             self.stats.generated_tokens += 1  # counted before the caller can see the reply end
             return request.on_token(token)
 
-        return Row(prompt_ids, adapter, self.sampling, request.seed, on_token, request.on_done)
+        return Row(ids, adapter, self.sampling, request.seed, on_token, request.on_done)
 
     # --- adapters ------------------------------------------------------------------------
 
@@ -468,7 +458,7 @@ class PeftEngine:
         wanted = (manifest.base_model, manifest.model_revision)
         if self._base is not None:
             if self._base.identity != wanted:
-                raise UserError(base_mismatch_message(manifest, self._base))
+                raise UserError(base_mismatch_message(manifest, self._base.identity, self._base.loaded_for))
             return self._base
         import torch
         from transformers.utils import logging as hf_logging
@@ -498,26 +488,6 @@ class PeftEngine:
             loaded_for=f"{manifest.persona_name} ({manifest.persona_id})",
         )
         return self._base
-
-
-def _describe_base(identity: tuple[str, str | None]) -> str:
-    name, revision = identity
-    return f"{name}@{revision}" if revision else name
-
-
-def base_mismatch_message(manifest: AdapterManifest, serving: _Base) -> str:
-    """Why a persona cannot be served next to the others, and how to fix it: retrain."""
-    wanted = _describe_base((manifest.base_model, manifest.model_revision))
-    how = f"`doppelkit persona.user={manifest.persona_id}` (ingest + train) for each persona"
-    if manifest.base_model == serving.identity[0] == TINY_NAME:
-        # Tiny bases differ when the workspace text differed: a newer export, other settings.
-        how += ", all from the same workspace export and settings (the tiny base is built from them)"
-    return (
-        f"{manifest.persona_name} ({manifest.persona_id}) was trained on base model {wanted}, but "
-        f"this engine serves {_describe_base(serving.identity)} (the base of {serving.loaded_for}); "
-        f"one process serves one base model. Retrain the personas so that they share one base: "
-        f"{how}; or serve them from separate processes."
-    )
 
 
 def _drain(source: queue.Queue[Any]) -> list[Any]:
