@@ -100,7 +100,7 @@ def test_plugins_piped_are_plain_rows_never_wrapped() -> None:
     lora = next(row for row in rows if row.startswith("lora\t"))
     assert lora.split("\t") == ["lora", "doppelkit-lora", lora.split("\t")[2], "trainer: lora; engine: peft",
                                  "forget_person, forget_team"]  # fmt: skip
-    assert "│" not in piped.stdout and "engines: peft" in rows
+    assert "│" not in piped.stdout and "engines: peft, vllm" in rows
 
 
 def test_multirun_sweeps_and_writes_only_under_home(tmp_path: Path) -> None:
