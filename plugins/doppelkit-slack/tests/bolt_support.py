@@ -1,6 +1,7 @@
 """Shared pieces of the bolt frontend tests: a small FakeSlack workspace and a running bot.
 
-The workspace (team ``T0001``) has Ann, Bob, two people called Alex and the bot, a channel
+The workspace (team ``T0001``) has Ann, Bob, two people called Alex, Olga (a workspace admin,
+``U0001``: who sends test slash commands unless they say otherwise) and the bot, a channel
 ``C0001`` and a DM ``D0001``. :meth:`Bot.send` stores an event's message in the fake before
 delivering the event, as Slack does, so the bot can read the thread and reply in it.
 """
@@ -30,13 +31,17 @@ TOKEN = "xoxb-test-token"
 CHANNEL = "C0001"
 DM = "D0001"
 ROOT_TS = "1700000000.000100"
+ADMIN = "U0001"  # the default sender of slash commands (doppelkit_slack.testing.events)
 
 
-def member(user_id: str, display_name: str, real_name: str = "", *, is_bot: bool = False) -> dict[str, Any]:
+def member(
+    user_id: str, display_name: str, real_name: str = "", *, is_bot: bool = False, is_admin: bool = False
+) -> dict[str, Any]:
     return {
         "id": user_id,
         "name": display_name.lower().replace(" ", "."),
         "is_bot": is_bot,
+        "is_admin": is_admin,
         "deleted": False,
         "profile": {"display_name": display_name, "real_name": real_name or display_name},
     }
@@ -48,6 +53,7 @@ def default_members() -> list[dict[str, Any]]:
         member("U_BOB", "Bob"),
         member("U_AL1", "Alex", "Alex Smith"),
         member("U_AL2", "Alex", "Alex Jones"),
+        member(ADMIN, "Olga", "Olga Admin", is_admin=True),
     ]
 
 

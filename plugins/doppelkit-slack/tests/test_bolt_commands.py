@@ -268,3 +268,60 @@ def test_a_failed_train_does_not_keep_the_forgotten_persons_words(bot: Bot, engi
     reply = command(bot, "forget Bob")
     assert "workspace corpus" in reply and "tiny base" in reply, reply
     assert not corpus.exists() and not tiny.exists()
+
+
+# --- who may run what (frontend.permissions) ------------------------------------------------------
+
+
+@pytest.mark.parametrize("verb", ["train", "switch", "forget"])
+def test_by_default_a_member_may_not_act_on_someone_else(bot: Bot, engine: EchoEngine, verb: str) -> None:
+    steps = FakeSteps(engine)
+    use_steps(bot, steps)
+    home = bot.runtime.parts.home
+    _touch(home.datasets(TEAM, "U_ANN") / "dataset.jsonl")
+    reply = command(bot, f"{verb} Ann", user="U_BOB")
+    assert reply.startswith(
+        f"Only the person themself, workspace admins or listed people may `/doppel {verb}`"
+    )
+    bot.runtime.training.join(5)
+    assert steps.trained == [] and bot.runtime.parts.store.active_user(TEAM) is None
+    assert home.datasets(TEAM, "U_ANN").exists()
+
+
+def test_by_default_the_person_and_admins_may(bot: Bot, engine: EchoEngine) -> None:
+    steps = FakeSteps(engine)
+    use_steps(bot, steps)
+    assert command(bot, "train Bob", user="U_BOB").startswith("Started training Bob")  # themself
+    bot.runtime.training.join(5)
+    assert command(bot, "switch Ann").startswith("Now answering as Ann")  # Olga, an admin
+    assert command(bot, "forget Bob", user="U_BOB").startswith("Forgot Bob")
+    assert steps.trained == ["U_BOB"]
+    # Reading is open to everyone.
+    assert "Ann (U_ANN)" in command(bot, "list", user="U_AL1")
+    assert "Answering as: Ann" in command(bot, "status", user="U_AL1")
+
+
+def test_permissions_are_configurable(tmp_path: Path, slack: FakeSlack, engine: EchoEngine) -> None:
+    permissions = {"train": ["allowed"], "switch": ["anyone"], "forget": ["admins"], "allowed": ["U_AL1"]}
+    bot = start_bot(tmp_path, slack, engine, persona=None, permissions=permissions)
+    try:
+        use_steps(bot, FakeSteps(engine))
+        assert command(bot, "train Bob", user="U_BOB").startswith("Only listed people may")  # not self
+        assert command(bot, "train Bob", user="U_AL1").startswith("Started training Bob")
+        bot.runtime.training.join(5)
+        assert command(bot, "switch Ann", user="U_BOB").startswith("Now answering as Ann")
+        assert command(bot, "forget Ann", user="U_ANN").startswith("Only workspace admins may")
+        assert command(bot, "forget Ann").startswith("Forgot Ann")  # Olga
+    finally:
+        stop_bot(bot)
+
+
+def test_permissions_config_is_validated() -> None:
+    from pydantic import ValidationError
+
+    from doppelkit_slack.bolt.config import BoltConfig
+
+    with pytest.raises(ValidationError):
+        BoltConfig(permissions={"train": ["everyone"]})
+    with pytest.raises(ValidationError):
+        BoltConfig(permissions={"dance": ["anyone"]})

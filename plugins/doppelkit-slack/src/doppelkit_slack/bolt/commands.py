@@ -15,6 +15,7 @@ from doppelkit.interfaces import Engine
 from doppelkit.models import User
 from doppelkit.persona import candidates, find_user
 from doppelkit_slack.bolt.forgetting import Forgetting
+from doppelkit_slack.bolt.permissions import Permissions
 from doppelkit_slack.bolt.personas import MemberDirectory, PersonaChooser, published_personas
 from doppelkit_slack.bolt.training import TrainingNotStarted, TrainingRunner
 from doppelkit_slack.store import FAILED, SCRAPING, TRAINED, TRAINING, PersonaRecord, PersonaStore, StoreError
@@ -48,6 +49,7 @@ class DoppelCommands:
         forgetting: Forgetting,
         training: TrainingRunner,
         persona_limit: int,
+        permissions: Permissions | None = None,
     ) -> None:
         self.store = store
         self.engine = engine
@@ -57,6 +59,7 @@ class DoppelCommands:
         self.forgetting = forgetting
         self.training = training
         self.persona_limit = persona_limit
+        self.permissions = permissions or Permissions()
 
     def handle(self, text: str, invocation: Invocation) -> str:
         verb, _, argument = (text or "").strip().partition(" ")
@@ -97,6 +100,11 @@ class DoppelCommands:
             return f"{user.label} is a bot; personas are people."
         return user
 
+    def refused(self, verb: str, inv: Invocation, target: User) -> str | None:
+        """Why ``inv``'s sender may not run ``verb`` about ``target`` (``frontend.permissions``)."""
+        member = self.directory.members(inv.team).get(inv.user_id)
+        return self.permissions.refusal(verb, inv.user_id, target.id, is_admin=bool(member and member.admin))
+
     def _no_match(self, query: str, users: list[User]) -> str:
         folded = " ".join(query.casefold().lstrip("@").split())
         for field in ("display_name", "real_name", "name"):
@@ -121,6 +129,8 @@ class DoppelCommands:
         user = self.resolve(argument, inv.team)
         if isinstance(user, str):
             return user
+        if refusal := self.refused("train", inv, user):
+            return refusal
         try:
             self.training.start(
                 inv.team, inv.channel, user, requested_by=inv.user_id, limit=self.persona_limit
@@ -151,6 +161,8 @@ class DoppelCommands:
         user = self.resolve(argument, inv.team)
         if isinstance(user, str):
             return user
+        if refusal := self.refused("switch", inv, user):
+            return refusal
         version = self.engine.current_version(inv.team, user.id)
         if version is None:
             return f"{user.label} has no trained model yet. Train one first: `/doppel train {user.id}`."
@@ -193,6 +205,8 @@ class DoppelCommands:
         user = self.resolve(argument, inv.team)
         if isinstance(user, str):
             return user
+        if refusal := self.refused("forget", inv, user):
+            return refusal
         record = self.store.get(inv.team, user.id)
         if record is not None and record.state in (SCRAPING, TRAINING):
             return f"{user.label} is being trained right now; forget them once the run has finished."

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from doppelkit.errors import UserError
+from doppelkit_slack.bolt.permissions import Permissions
 
 BOT_TOKEN_ENV = "SLACK_BOT_TOKEN"
 SIGNING_SECRET_ENV = "SLACK_SIGNING_SECRET"
@@ -32,6 +33,7 @@ class BoltConfig(BaseModel):
     api_url: str | None = None  # Slack Web API base URL; null = https://slack.com/api/
     max_body_bytes: int = Field(1_000_000, ge=1024)
     persona_limit: int = Field(10, ge=1)  # personas per workspace
+    permissions: Permissions = Field(default_factory=Permissions)  # who may train, switch, forget
     max_message_chars: int = Field(4000, ge=100, le=40000)  # longer replies are split
     max_thread_messages: int = Field(200, ge=1)  # newest messages of a thread given to the engine
     reply_workers: int = Field(2, ge=1, le=64)  # replies generated at once

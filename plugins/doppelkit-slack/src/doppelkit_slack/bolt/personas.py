@@ -40,6 +40,7 @@ class Member:
     user: User
     avatar_url: str | None = None
     bot_id: str | None = None  # a bot user's ``profile.bot_id``: the B… ID its messages carry
+    admin: bool = False  # a workspace admin or owner
 
 
 class MemberDirectory:
@@ -150,7 +151,8 @@ def _member(raw: dict[str, object]) -> Member | None:
         profile = {}
     avatar = profile.get("image_192") or profile.get("image_72")
     bot_id = profile.get("bot_id")
-    return Member(user, str(avatar) if avatar else None, bot_id if isinstance(bot_id, str) else None)
+    admin = any(raw.get(flag) is True for flag in ("is_admin", "is_owner", "is_primary_owner"))
+    return Member(user, str(avatar) if avatar else None, bot_id if isinstance(bot_id, str) else None, admin)
 
 
 @dataclass(frozen=True)

@@ -208,6 +208,7 @@ def build_runtime(
         forgetting=forgetting,
         training=training,
         persona_limit=config.persona_limit,
+        permissions=config.permissions,
     )
     eraser = WorkspaceEraser(store, forgetting, client)
     eraser.remember_bot(identity.get("user_id"), identity.get("bot_id"))
