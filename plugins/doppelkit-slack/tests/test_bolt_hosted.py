@@ -10,7 +10,17 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from bolt_support import BOT_USER, CHANNEL, ROOT_TS, SECRET, TEAM, TOKEN, store_event_message, wait_until
+from bolt_support import (
+    ADMIN,
+    BOT_USER,
+    CHANNEL,
+    ROOT_TS,
+    SECRET,
+    TEAM,
+    TOKEN,
+    store_event_message,
+    wait_until,
+)
 from pydantic import BaseModel, ConfigDict
 
 from doppelkit.config import RunConfig, Selection
@@ -144,4 +154,4 @@ def test_a_detached_start_that_fails_is_reported_and_frees_the_persona(
 def _invocation() -> Any:
     from doppelkit_slack.bolt.commands import Invocation
 
-    return Invocation(team=TEAM, channel=CHANNEL, user_id="U_BOB")
+    return Invocation(team=TEAM, channel=CHANNEL, user_id=ADMIN)
