@@ -194,7 +194,9 @@ def test_the_web_endpoint_trains_on_doppel_train_and_answers_each_mention_once(
 
             # /doppel train: acknowledged at once; the deployed job function does the work.
             started = time.perf_counter()
-            ack = sender.send_command(f"train <@{USER}>", team=TEAM, channel=CHANNEL, user="U0ERIK0002")
+            ack = sender.send_command(
+                f"train <@{USER}>", team=TEAM, channel=CHANNEL, user=USER
+            )  # maya trains herself
             assert ack.status == 200 and time.perf_counter() - started < 3
             assert "Started training maya" in ack.text
             spawned = [c for c in modal.calls if c.startswith("side.spawn")]
