@@ -22,7 +22,6 @@ HAVE_VLLM = importlib.util.find_spec("vllm") is not None
 SKIP_REASON = "vLLM is not installed here: the vllm engine's tests run in .venv-vllm (`make test-vllm`)"
 
 os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
-os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

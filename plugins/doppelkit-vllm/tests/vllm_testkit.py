@@ -37,7 +37,7 @@ GREEDY = VllmEngineConfig(
     max_model_len=256,
     max_loras=4,
     max_lora_rank=8,
-    gpu_memory_utilization=0.04,  # on CPU: of RAM, for the KV cache; the model is tiny
+    kv_cache_memory_bytes=64 << 20,  # the same on every machine (not a fraction of its RAM)
     enforce_eager=True,
     max_num_seqs=16,
 )

@@ -78,6 +78,9 @@ class VllmEngineConfig(GenerationConfig):
     gpu_memory_utilization: float = Field(
         0.9, gt=0, le=1, description="fraction of GPU memory vLLM takes (on CPU: of RAM, for the KV cache)"
     )
+    kv_cache_memory_bytes: int | None = Field(
+        None, ge=1, description="KV cache size in bytes; overrides gpu_memory_utilization (fits small hosts)"
+    )
     max_model_len: int | None = Field(None, ge=16, description="context length; null = the model's")
     dtype: str = Field("auto", description="auto, float32, bfloat16, float16")
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs the base model is split across")
@@ -371,7 +374,7 @@ class VllmEngine:
                 f"the tokenizer of {location} is not on this machine ({exc}); download the base once "
                 "(`hf download …`) or point the persona at a local directory"
             ) from None
-        runner = start_runner(self.config, location, revision, trust)
+        runner = start_runner(self.config, location, revision, trust, self.context.settings.model.dtype)
         max_len = runner.max_model_len()
         self.stats.add(base_loads=1)
         self._base = _Base(

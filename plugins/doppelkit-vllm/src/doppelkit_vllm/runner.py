@@ -104,16 +104,42 @@ class _Handle:
             self.abort()
 
 
-def start_runner(config: VllmEngineConfig, location: str, revision: str | None, trust: bool) -> Runner:
+def start_runner(
+    config: VllmEngineConfig, location: str, revision: str | None, trust: bool, model_dtype: str = "auto"
+) -> Runner:
     if config.url:
         return ServerRunner(config)
-    return InProcessRunner(config, location, revision, trust)
+    return InProcessRunner(config, location, revision, trust, model_dtype)
+
+
+def resolve_dtype(engine_dtype: str, model_dtype: str) -> str:
+    """``engine.dtype``, else the run's ``model.dtype``, else as the peft engine: fp32 on a CPU
+    (vLLM's own "auto" would take the checkpoint's dtype, or bf16 for fp32 weights), and the
+    checkpoint's dtype on a GPU."""
+    if engine_dtype != "auto":
+        return engine_dtype
+    if model_dtype != "auto":
+        return model_dtype
+    import torch
+
+    return "auto" if torch.cuda.is_available() else "float32"
+
+
+def quiet_vllm_logs() -> None:
+    """vLLM logs INFO lines to stdout, where the terminal chat prints replies: warnings only,
+    on stderr, unless the environment says otherwise. Set before vLLM is imported (its
+    processes inherit it)."""
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
 
 class InProcessRunner:
     """vLLM's ``AsyncLLM`` on an event loop thread of its own."""
 
-    def __init__(self, config: VllmEngineConfig, location: str, revision: str | None, trust: bool) -> None:
+    def __init__(
+        self, config: VllmEngineConfig, location: str, revision: str | None, trust: bool, model_dtype: str
+    ) -> None:
+        quiet_vllm_logs()
         try:
             from vllm import AsyncEngineArgs
             from vllm.v1.engine.async_llm import AsyncLLM
@@ -134,8 +160,9 @@ class InProcessRunner:
             max_cpu_loras=config.max_cpu_loras,
             max_lora_rank=config.max_lora_rank,
             gpu_memory_utilization=config.gpu_memory_utilization,
+            kv_cache_memory_bytes=config.kv_cache_memory_bytes,
             max_model_len=config.max_model_len,
-            dtype=config.dtype,
+            dtype=resolve_dtype(config.dtype, model_dtype),
             tensor_parallel_size=config.tensor_parallel_size,
             max_num_seqs=config.max_num_seqs,
             enforce_eager=config.enforce_eager,

@@ -1,0 +1,51 @@
+"""`doppelkit chat engine=vllm`: the terminal chat, through the command line, answers exactly
+as with engine=peft."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from vllm_testkit import GREEDY, MAYA
+
+from doppelkit.home import Home
+from doppelkit_lora.model.tiny import TinyBase
+
+
+def chat(home: Home, *engine: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "doppelkit",
+            "chat",
+            f"persona.user={MAYA.label}",
+            f"home={home.root}",
+            "engine.temperature=0",
+            "engine.repetition_penalty=1",
+            "engine.max_new_tokens=12",
+            *engine,
+        ],
+        input="did the deploy go out?\nlunch at noon?\nwhy is CI red again?\n",
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+
+
+def test_chat_with_engine_vllm_answers_as_engine_peft(published: tuple[Home, TinyBase]) -> None:
+    home = published[0]
+    vllm = chat(
+        home,
+        "engine=vllm",
+        "engine.enforce_eager=true",
+        f"engine.kv_cache_memory_bytes={GREEDY.kv_cache_memory_bytes}",
+        f"engine.max_lora_rank={GREEDY.max_lora_rank}",
+    )
+    assert vllm.returncode == 0, vllm.stderr[-3000:]
+    peft = chat(home, "engine=peft")
+    assert peft.returncode == 0, peft.stderr[-3000:]
+    assert vllm.stdout == peft.stdout, "same replies, and nothing but replies on stdout"
+    assert vllm.stdout.count("\n\n") == 3, vllm.stdout
