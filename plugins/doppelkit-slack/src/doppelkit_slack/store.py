@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.pool import StaticPool
 
 from doppelkit.errors import UserError
@@ -51,6 +51,7 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     FAILED: (SCRAPING,),
 }
 DEFAULT_DB_NAME = "doppelkit.db"
+SCHEMA_LOCK_KEY = 0x646F7070656C  # "doppel": the advisory lock held while creating tables
 
 
 class StoreError(UserError):
@@ -205,7 +206,28 @@ class PersonaStore:
 
     def create_schema(self) -> None:
         """Create the tables if they do not exist (called on start)."""
-        self.metadata.create_all(self.engine)
+        self.create_tables(self.metadata)
+
+    def create_tables(self, metadata: sa.MetaData) -> None:
+        """``metadata``'s tables if missing, safe when several processes start at once.
+
+        ``create_all`` checks, then creates: two processes can both see a table missing. On
+        PostgreSQL a transaction-scoped advisory lock makes the check-and-create one at a time
+        (the loser then sees the tables); elsewhere a lost race ("already exists") is retried,
+        and the retry's check finds the table.
+        """
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.begin() as conn:
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+                metadata.create_all(conn)
+            return
+        for attempt in range(3):
+            try:
+                metadata.create_all(self.engine)
+                return
+            except (OperationalError, ProgrammingError) as exc:
+                if "already exists" not in str(exc) or attempt == 2:
+                    raise
 
     def dispose(self) -> None:
         self.engine.dispose()

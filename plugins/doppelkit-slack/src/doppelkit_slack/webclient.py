@@ -123,7 +123,7 @@ def retry_handlers(
 
 
 def web_client(
-    token: str,
+    token: str | None,
     api_url: str | None,
     *,
     max_retries: int,

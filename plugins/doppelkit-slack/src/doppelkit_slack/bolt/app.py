@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
+from slack_bolt.oauth.oauth_settings import OAuthSettings
 from slack_sdk import WebClient
 
 from doppelkit.home import Home
@@ -54,10 +55,17 @@ BOLT_LOGGER.addFilter(_DropTokenUnusedWarning())
 
 
 def build_app(
-    parts: BotParts, *, client: WebClient, signing_secret: str | None, auth_test: dict[str, Any] | None = None
+    parts: BotParts,
+    *,
+    client: WebClient,
+    signing_secret: str | None,
+    auth_test: dict[str, Any] | None = None,
+    oauth_settings: OAuthSettings | None = None,
 ) -> App:
     """``auth_test``: the start-up ``auth.test`` answer (:func:`.runtime.verify_token`). Bolt
-    keeps it and never calls ``auth.test`` while a request waits for its ack."""
+    keeps it and never calls ``auth.test`` while a request waits for its ack.
+    ``oauth_settings``: installs per workspace, each request authorised with its team's bot
+    token from the installation store; None: the one bot token ``client`` holds."""
     from slack_bolt.middleware.authorization.single_team_authorization import SingleTeamAuthorization
     from slack_sdk.web import SlackResponse
 
@@ -66,6 +74,8 @@ def build_app(
         signing_secret=signing_secret or "",  # socket mode: Slack authenticates the socket instead
         process_before_response=True,
         token_verification_enabled=False,  # verified once at start-up instead, with retries
+        oauth_settings=oauth_settings,
+        installation_store_bot_only=True if oauth_settings else None,
         logger=BOLT_LOGGER,
     )
     if auth_test is not None:

@@ -17,6 +17,21 @@ from doppelkit_slack.bolt.permissions import Permissions
 BOT_TOKEN_ENV = "SLACK_BOT_TOKEN"
 SIGNING_SECRET_ENV = "SLACK_SIGNING_SECRET"
 APP_TOKEN_ENV = "SLACK_APP_TOKEN"
+CLIENT_ID_ENV = "SLACK_CLIENT_ID"
+CLIENT_SECRET_ENV = "SLACK_CLIENT_SECRET"
+# What the bot itself needs (see docs/slack-setup.md's manifest): mentions, DMs, threads,
+# member names, posting as the persona, /doppel.
+BOT_SCOPES = (
+    "app_mentions:read",
+    "channels:history",
+    "channels:read",
+    "chat:write",
+    "chat:write.customize",
+    "commands",
+    "im:history",
+    "im:read",
+    "users:read",
+)
 MAX_RETRY_AFTER_S = 60.0  # a post held back longer than a minute is worse than none
 
 
@@ -51,6 +66,15 @@ class BoltConfig(BaseModel):
     store_url: str | None = Field(
         None, description="SQLAlchemy URL of the persona store; null = SQLite under home/state"
     )
+    # --- several workspaces: the OAuth install (docs/multi-workspace.md) ---
+    oauth: bool = False  # HTTP mode: installs per workspace (SLACK_CLIENT_ID, SLACK_CLIENT_SECRET)
+    scopes: list[str] = Field(default_factory=lambda: list(BOT_SCOPES))  # bot scopes asked at install
+    user_scopes: list[str] = Field(default_factory=list)  # none: the bot needs no user token
+    install_path: str = Field("/slack/install", pattern=r"^/[A-Za-z0-9_./-]*$")
+    redirect_path: str = Field("/slack/oauth_redirect", pattern=r"^/[A-Za-z0-9_./-]*$")
+    redirect_uri: str | None = None  # the full Redirect URL set in the app; null: public_url + redirect_path
+    authorize_url: str = "https://slack.com/oauth/v2/authorize"
+    state_expiration_s: int = Field(600, ge=30, le=86400)  # how long an install link stays valid
 
 
 def required_secret(name: str, why: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,7 +80,7 @@ class MentionReplier:
         *,
         store: PersonaStore,
         engine: Engine,
-        client: WebClient,
+        clients: Callable[[str], WebClient],
         chooser: PersonaChooser,
         directory: MemberDirectory,
         avatars: Avatars,
@@ -89,7 +90,7 @@ class MentionReplier:
     ) -> None:
         self.store = store
         self.engine = engine
-        self.client = client
+        self.clients = clients  # the team's client (its own token)
         self.chooser = chooser
         self.directory = directory
         self.channels = channels
@@ -233,10 +234,11 @@ class MentionReplier:
         start = claimed.posted
         if claimed.resumed and start < len(messages):
             start = max(start, self._posted_before(job, claimed.record.key))
+        client = self.clients(job.team)
         for part in range(start, len(messages)):
             metadata = reply_metadata(persona, claimed.record.key, part)
             try:
-                post_message(self.client, job.channel, job.thread_ts, messages[part], identity, metadata)
+                post_message(client, job.channel, job.thread_ts, messages[part], identity, metadata)
             except PostFailed as failed:
                 self._gave_up(claimed, job, failed, part, len(messages), persona)
                 return
@@ -264,7 +266,7 @@ class MentionReplier:
         if persona is not None and failed.code not in UNREACHABLE:
             try:  # a permanent error with this reply (too long, refused): tell the person
                 post_message(
-                    self.client, job.channel, job.thread_ts,
+                    self.clients(job.team), job.channel, job.thread_ts,
                     f"Sorry, I could not post my reply (Slack said `{failed.code}`).",
                     Identity(SYSTEM_USERNAME), reply_metadata(None, key, total),
                 )  # fmt: skip
@@ -343,7 +345,7 @@ class MentionReplier:
         cursor = None
         try:
             for _ in range(MAX_REPLY_PAGES):
-                response = self.client.conversations_replies(
+                response = self.clients(job.team).conversations_replies(
                     channel=job.channel, ts=job.thread_ts, limit=200, cursor=cursor, include_all_metadata=True
                 )
                 collected.extend(m for m in response.get("messages") or [] if isinstance(m, dict))

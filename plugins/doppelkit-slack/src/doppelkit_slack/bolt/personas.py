@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from slack_sdk import WebClient
@@ -46,8 +46,8 @@ class Member:
 class MemberDirectory:
     """``users.list`` per team, cached for a few minutes (names change rarely)."""
 
-    def __init__(self, client: WebClient, ttl: float = DIRECTORY_TTL_S) -> None:
-        self.client = client
+    def __init__(self, clients: Callable[[str], WebClient], ttl: float = DIRECTORY_TTL_S) -> None:
+        self.clients = clients  # the team's client (its own token)
         self.ttl = ttl
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, dict[str, Member]]] = {}
@@ -85,7 +85,7 @@ class MemberDirectory:
         cursor = None
         try:
             for _ in range(MAX_MEMBER_PAGES):
-                response = self.client.users_list(limit=200, cursor=cursor, team_id=team)
+                response = self.clients(team).users_list(limit=200, cursor=cursor, team_id=team)
                 for raw in response.get("members") or []:
                     member = _member(raw)
                     if member is not None:
@@ -105,8 +105,8 @@ class ChannelDirectory:
     channels.json named it. Private channels stay IDs (training names them only with the
     source's opt-in); failures degrade to IDs."""
 
-    def __init__(self, client: WebClient, ttl: float = DIRECTORY_TTL_S) -> None:
-        self.client = client
+    def __init__(self, clients: Callable[[str], WebClient], ttl: float = DIRECTORY_TTL_S) -> None:
+        self.clients = clients
         self.ttl = ttl
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, str], tuple[float, str | None]] = {}
@@ -118,18 +118,18 @@ class ChannelDirectory:
             with self._lock:
                 cached = self._cache.get(key)
             if cached is None or time.monotonic() - cached[0] >= self.ttl:
-                cached = (time.monotonic(), self._fetch(channel_id))
+                cached = (time.monotonic(), self._fetch(team, channel_id))
                 with self._lock:
                     self._cache[key] = cached
             if cached[1]:
                 names[channel_id] = cached[1]
         return names
 
-    def _fetch(self, channel_id: str) -> str | None:
+    def _fetch(self, team: str, channel_id: str) -> str | None:
         if not SAFE_ID.fullmatch(channel_id):
             return None
         try:
-            channel = self.client.conversations_info(channel=channel_id).get("channel") or {}
+            channel = self.clients(team).conversations_info(channel=channel_id).get("channel") or {}
         except (SlackApiError, SlackRequestError, OSError) as exc:
             log.info(
                 "conversations.info %s failed (%s); the mention stays an ID", channel_id, type(exc).__name__

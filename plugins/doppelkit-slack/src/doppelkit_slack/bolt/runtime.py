@@ -19,11 +19,13 @@ from doppelkit.interfaces import Engine, RunContext
 from doppelkit.models import Persona
 from doppelkit_slack.bolt.app import BotParts, build_app
 from doppelkit_slack.bolt.avatar import Avatars
+from doppelkit_slack.bolt.clients import TeamClients
 from doppelkit_slack.bolt.commands import DoppelCommands
 from doppelkit_slack.bolt.config import MAX_RETRY_AFTER_S, BoltConfig
 from doppelkit_slack.bolt.forgetting import Forgetting
 from doppelkit_slack.bolt.jobs import JobSettings
 from doppelkit_slack.bolt.mentions import SYSTEM_USERNAME, MentionReplier, ReplySettings
+from doppelkit_slack.bolt.oauth import OAuthCredentials, OAuthParts, build_oauth, token_rotator
 from doppelkit_slack.bolt.personas import (
     ChannelDirectory,
     MemberDirectory,
@@ -48,6 +50,8 @@ class BoltRuntime:
     config: BoltConfig
     chooser: PersonaChooser
     training: TrainingRunner
+    clients: TeamClients
+    oauth: OAuthParts | None = None
 
     dispatch_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(DISPATCH_THREADS, thread_name_prefix="doppel-dispatch")
@@ -145,8 +149,9 @@ def build_runtime(
     context: RunContext,
     engine: Engine,
     *,
-    bot_token: str,
+    bot_token: str | None,
     signing_secret: str | None,
+    oauth: OAuthCredentials | None = None,
     store: PersonaStore | None = None,
     training_steps: Callable[[], TrainingSteps] | None = None,
 ) -> BoltRuntime:
@@ -162,16 +167,35 @@ def build_runtime(
         interrupted = store.fail_interrupted(DETACHED_RUN_LOST, older_than=DETACHED_RUN_MAX)
     if interrupted:
         log.warning("%d training run(s) were interrupted; marked failed", interrupted)
-    client = web_client(
-        bot_token,
-        config.api_url,
-        max_retries=config.api_retries,
-        backoff_s=config.api_retry_backoff,
-        max_retry_after_s=MAX_RETRY_AFTER_S,
-        timeout_s=config.api_timeout,
+
+    def make_client(token: str | None) -> WebClient:
+        return web_client(
+            token,
+            config.api_url,
+            max_retries=config.api_retries,
+            backoff_s=config.api_retry_backoff,
+            max_retry_after_s=MAX_RETRY_AFTER_S,
+            timeout_s=config.api_timeout,
+        )
+
+    client = make_client(bot_token)  # the App's; with OAuth it has no token (each team its own)
+    oauth_parts = None
+    if oauth is not None:
+        oauth_parts = build_oauth(
+            config, store, client_id=oauth.client_id, client_secret=oauth.client_secret, client=client
+        )
+        clients = TeamClients(
+            make_client,
+            installations=oauth_parts.installations,
+            rotator=token_rotator(oauth_parts.settings),
+        )
+    else:
+        clients = TeamClients(make_client, single=client)
+    # One bot token: verified once here. OAuth: each install's token was checked at install.
+    identity = (
+        verify_token(client, config.startup_auth_attempts, config.api_retry_backoff) if bot_token else {}
     )
-    identity = verify_token(client, config.startup_auth_attempts, config.api_retry_backoff)
-    directory = MemberDirectory(client)
+    directory = MemberDirectory(clients)
     chooser = PersonaChooser(
         store, engine, directory, resolve_command_line_persona(context.persona, context.home, engine)
     )
@@ -179,10 +203,10 @@ def build_runtime(
     replier = MentionReplier(
         store=store,
         engine=engine,
-        client=client,
+        clients=clients,
         chooser=chooser,
         directory=directory,
-        channels=ChannelDirectory(client),
+        channels=ChannelDirectory(clients),
         avatars=Avatars(config.avatar, context.home, directory, config.public_url),
         settings=ReplySettings(config.max_message_chars, config.max_thread_messages, config.answer_dms),
         jobs=JobSettings(
@@ -195,7 +219,7 @@ def build_runtime(
     )
 
     def notify(team: str, channel: str, text: str) -> None:
-        post_messages(client, channel, "", [text], Identity(SYSTEM_USERNAME))
+        post_messages(clients(team), channel, "", [text], Identity(SYSTEM_USERNAME))
 
     training = TrainingRunner(store, training_steps or (lambda: PipelineSteps(context)), notify, launch)
     forgetting = Forgetting(context.hook, context.home)
@@ -210,9 +234,17 @@ def build_runtime(
         persona_limit=config.persona_limit,
         permissions=config.permissions,
     )
-    eraser = WorkspaceEraser(store, forgetting, client)
+    eraser = WorkspaceEraser(
+        store, forgetting, clients, installations=oauth_parts.installations if oauth_parts else None
+    )
     eraser.remember_bot(identity.get("user_id"), identity.get("bot_id"))
     parts = BotParts(store=store, replier=replier, commands=commands, eraser=eraser, home=context.home)
-    app = build_app(parts, client=client, signing_secret=signing_secret, auth_test=identity)
+    app = build_app(
+        parts,
+        client=client,
+        signing_secret=signing_secret,
+        auth_test=identity or None,
+        oauth_settings=oauth_parts.settings if oauth_parts else None,
+    )
     replier.jobs.start()  # also finishes jobs an earlier run left unfinished
-    return BoltRuntime(app, parts, client, config, chooser, training)
+    return BoltRuntime(app, parts, client, config, chooser, training, clients, oauth_parts)

@@ -27,11 +27,14 @@ from doppelkit_slack.bolt.avatar import cached_avatar
 from doppelkit_slack.bolt.config import (
     APP_TOKEN_ENV,
     BOT_TOKEN_ENV,
+    CLIENT_ID_ENV,
+    CLIENT_SECRET_ENV,
     SIGNING_SECRET_ENV,
     BoltConfig,
     required_secret,
 )
 from doppelkit_slack.bolt.guard import ASGIApp, Receive, RequestGuard, Scope, Send
+from doppelkit_slack.bolt.oauth import OAuthCredentials, storage_failure
 from doppelkit_slack.bolt.runtime import BoltRuntime, build_runtime
 
 log = logging.getLogger("doppelkit.bolt")
@@ -52,6 +55,35 @@ class ThreadedRequestHandler(SlackRequestHandler):
         )
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, self.app.dispatch, bolt_request)
+
+    # The OAuth install's two pages: Bolt runs them on the event loop (the callback calls
+    # oauth.v2.access, auth.test and the database); here they run on the pool, and a database
+    # failure is a page saying so, not a 500.
+    async def handle_installation(self, request: AsgiHttpRequest) -> BoltResponse:
+        flow = self.app.oauth_flow
+        assert flow is not None
+        return await self._oauth_page(flow.handle_installation, request, flow.install_path)
+
+    async def handle_callback(self, request: AsgiHttpRequest) -> BoltResponse:
+        flow = self.app.oauth_flow
+        assert flow is not None
+        return await self._oauth_page(flow.handle_callback, request, flow.install_path)
+
+    async def _oauth_page(
+        self, handle: Callable[[BoltRequest], BoltResponse], request: AsgiHttpRequest, install_path: str
+    ) -> BoltResponse:
+        bolt_request = BoltRequest(
+            body=await request.get_raw_body(), query=request.query_string, headers=request.get_headers()
+        )
+
+        def run() -> BoltResponse:
+            try:
+                return handle(bolt_request)
+            except Exception:
+                log.exception("the OAuth install failed")
+                return storage_failure(install_path)
+
+        return await asyncio.get_running_loop().run_in_executor(self.executor, run)
 
 
 class SideRoutes:
@@ -120,11 +152,32 @@ class BoltWebApp:
 
 def web_app(config: BoltConfig, context: RunContext, engine: Engine) -> BoltWebApp:
     """:meth:`BoltFrontend.asgi_app`: HTTP mode's app, whatever ``frontend.mode`` says (a web
-    endpoint *is* HTTP); reads ``SLACK_BOT_TOKEN`` and ``SLACK_SIGNING_SECRET``."""
-    bot_token = required_secret(BOT_TOKEN_ENV, "the bot needs its xoxb- token to read threads and post")
+    endpoint *is* HTTP); reads ``SLACK_SIGNING_SECRET`` and ``SLACK_BOT_TOKEN`` (or, with
+    ``frontend.oauth``, ``SLACK_CLIENT_ID`` and ``SLACK_CLIENT_SECRET``)."""
+    bot_token, oauth = bot_credentials(config)
     signing_secret = required_secret(SIGNING_SECRET_ENV, "a web endpoint verifies every request with it")
-    runtime = build_runtime(config, context, engine, bot_token=bot_token, signing_secret=signing_secret)
+    runtime = build_runtime(
+        config, context, engine, bot_token=bot_token, signing_secret=signing_secret, oauth=oauth
+    )
     return BoltWebApp(runtime, signing_secret)
+
+
+def bot_credentials(config: BoltConfig) -> tuple[str | None, OAuthCredentials | None]:
+    """The one bot token, or (``frontend.oauth``) the app's client ID and secret: each
+    workspace's token then comes from its install."""
+    if not config.oauth:
+        token = required_secret(BOT_TOKEN_ENV, "the bot needs its xoxb- token to read threads and post")
+        return token, None
+    if config.mode != "http":
+        raise UserError(
+            "frontend.oauth=true needs frontend.mode=http: Socket Mode serves one workspace (its "
+            "SLACK_BOT_TOKEN and SLACK_APP_TOKEN). Set frontend.mode=http, or frontend.oauth=false. "
+            "See docs/multi-workspace.md."
+        )
+    why = "the OAuth install (frontend.oauth=true) needs the app's credentials (Basic Information)"
+    return None, OAuthCredentials(
+        required_secret(CLIENT_ID_ENV, why), required_secret(CLIENT_SECRET_ENV, why)
+    )
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -198,22 +251,25 @@ def serve(config: BoltConfig, context: RunContext, engine: Engine) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     verbose = context.settings.verbose
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
-    bot_token = required_secret(BOT_TOKEN_ENV, "the bot needs its xoxb- token to read threads and post")
+    bot_token, oauth = bot_credentials(config)
     if config.mode == "http":
         signing_secret = required_secret(SIGNING_SECRET_ENV, "HTTP mode verifies every request with it")
         app_token = None
     else:
         signing_secret = None
         app_token = required_secret(APP_TOKEN_ENV, "Socket Mode connects with an xapp- app-level token")
-    runtime = build_runtime(config, context, engine, bot_token=bot_token, signing_secret=signing_secret)
+    runtime = build_runtime(
+        config, context, engine, bot_token=bot_token, signing_secret=signing_secret, oauth=oauth
+    )
     who = runtime.chooser.command_line
     persona_note = f" (persona: {who.name or who.query})" if who else ""
     try:
         if config.mode == "http":
             assert signing_secret is not None
             server = HttpServer(asgi_app(runtime, signing_secret), config.host, config.port)
+            install = f"; installs at {server.url}{config.install_path}" if oauth else ""
             context.console.print(
-                f"doppelkit bolt: listening on {server.url}{config.path}{persona_note}",
+                f"doppelkit bolt: listening on {server.url}{config.path}{persona_note}{install}",
                 soft_wrap=True,
                 markup=False,
                 highlight=False,

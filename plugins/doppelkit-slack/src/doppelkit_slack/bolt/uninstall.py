@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
@@ -21,14 +22,25 @@ from doppelkit_slack.bolt.forgetting import Forgetting
 from doppelkit_slack.store import PersonaStore
 from doppelkit_slack.webclient import AUTH_ERRORS
 
+if TYPE_CHECKING:
+    from slack_sdk.oauth.installation_store import InstallationStore
+
 log = logging.getLogger("doppelkit.bolt")
 
 
 class WorkspaceEraser:
-    def __init__(self, store: PersonaStore, forgetting: Forgetting, client: WebClient) -> None:
+    def __init__(
+        self,
+        store: PersonaStore,
+        forgetting: Forgetting,
+        clients: Callable[[str], WebClient],
+        *,
+        installations: InstallationStore | None = None,
+    ) -> None:
         self.store = store
         self.forgetting = forgetting
-        self.client = client
+        self.clients = clients
+        self.installations = installations  # OAuth: the installs and bot tokens per team
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="doppel-erase")
         self._our_bot: set[str] = set()  # our bot's user ID and bot ID, once known
         self._lock = threading.Lock()
@@ -49,23 +61,31 @@ class WorkspaceEraser:
         tokens = event.get("tokens") if isinstance(event.get("tokens"), dict) else {}
         assert isinstance(tokens, dict)
         bots = [b for b in tokens.get("bot") or [] if isinstance(b, str)]
-        self._submit(self._after_revocation, team, bots)
+        users = [u for u in tokens.get("oauth") or [] if isinstance(u, str)]
+        self._submit(self._after_revocation, team, bots, users)
 
-    def _after_revocation(self, team: str, revoked_bots: list[str]) -> None:
-        if self._is_our_bot(revoked_bots):
+    def _after_revocation(self, team: str, revoked_bots: list[str], revoked_users: list[str]) -> None:
+        if self._is_our_bot(team, revoked_bots):
             log.info("workspace %s revoked our bot token; deleting its data", team)
             self.erase(team)
-        else:
-            log.info("workspace %s revoked tokens that are not our bot's; keeping its data", team)
+            return
+        log.info("workspace %s revoked tokens that are not our bot's; keeping its data", team)
+        if self.installations is not None:
+            # The installer's user token: its installation row goes, the bot row (and the bot) stays.
+            for user in revoked_users:
+                self.installations.delete_installation(enterprise_id=None, team_id=team, user_id=user)
 
-    def _is_our_bot(self, revoked_bots: list[str]) -> bool:
+    def _is_our_bot(self, team: str, revoked_bots: list[str]) -> bool:
         if not revoked_bots:
             return False  # only user tokens (tokens.oauth) were revoked
         with self._lock:
             known = set(self._our_bot)
+        if self.installations is not None:
+            bot = self.installations.find_bot(enterprise_id=None, team_id=team)
+            known |= {i for i in (bot.bot_user_id, bot.bot_id) if i} if bot else set()
         if not known:
             try:
-                answer = self.client.auth_test()
+                answer = self.clients(team).auth_test()
                 known = {str(answer[k]) for k in ("user_id", "bot_id") if answer.get(k)}
                 self.remember_bot(answer.get("user_id"), answer.get("bot_id"))
             except SlackApiError as exc:
@@ -82,6 +102,8 @@ class WorkspaceEraser:
             self.forgetting.person(team, record.user_id)
         self.forgetting.team(team)
         self.store.delete_team(team)
+        if self.installations is not None:  # last: until now a retry could still authorise
+            self.installations.delete_all(enterprise_id=None, team_id=team)
 
     def _submit(self, work: Any, *args: Any) -> None:
         future = self.executor.submit(self._logged, work, *args)

@@ -9,6 +9,9 @@ module                      what it holds
 ==========================  =================================================================
 ``fake_slack``              :class:`FakeSlack`: the Slack Web API on loopback (rate limits,
                             capped pages, scopes, injected faults, recorded calls and posts)
+``fake_oauth``              :class:`FakeOAuth`: Slack's side of the OAuth install (consent
+                            page, ``oauth.v2.access``, per-team and rotating tokens) and a
+                            :class:`Browser` that keeps the state cookie
 ``fake_workspace``          :class:`FakeWorkspace`: the in-memory workspace behind it, seeded
                             from an export or built by hand (``Conversation``, ``BotIdentity``)
 ``events``                  Slack calling the app: signed events and slash commands
@@ -32,15 +35,18 @@ from doppelkit_slack.testing.events import (
     sign,
     slash_command,
 )
+from doppelkit_slack.testing.fake_oauth import Browser, FakeOAuth
 from doppelkit_slack.testing.fake_slack import DEFAULT_TOKEN, Call, FakeSlack, Fault
 from doppelkit_slack.testing.fake_workspace import BotIdentity, Conversation, FakeWorkspace, Post, SlackError
 
 __all__ = [
     "DEFAULT_TOKEN",
     "BotIdentity",
+    "Browser",
     "Call",
     "Conversation",
     "EventSender",
+    "FakeOAuth",
     "FakeSlack",
     "FakeWorkspace",
     "Fault",

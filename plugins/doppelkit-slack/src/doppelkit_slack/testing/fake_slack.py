@@ -36,12 +36,18 @@ What a test can turn on (constructor keywords, or attributes at run time):
 
 And what it records: :attr:`calls` (every request: method, params, status, response),
 :meth:`count`, :attr:`max_in_flight` (most requests served at once), :attr:`posts` (what was
-posted with ``chat.postMessage``). Slack calling *the app* (signed Events API requests and
+posted with ``chat.postMessage``). :meth:`response_url` gives a slash command a
+``response_url`` served here (what the app posts to it lands in :attr:`responses`; a sixth
+use is refused, as Slack refuses it). Several workspaces can be served at once
+(``workspaces=``, :meth:`add_workspace`), each to its own tokens, and ``oauth=``
+(:class:`~doppelkit_slack.testing.fake_oauth.FakeOAuth`) answers ``oauth.v2.access`` and hands
+out those tokens. Slack calling *the app* (signed Events API requests and
 slash commands) is the other direction and lives in :mod:`doppelkit_slack.testing.events`.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import threading
@@ -55,12 +61,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from doppelkit_slack.testing.fake_oauth import FakeOAuth, Grant
 from doppelkit_slack.testing.fake_workspace import FakeWorkspace, Post, SlackError
 
 __all__ = ["DEFAULT_TOKEN", "Call", "FakeSlack", "FakeWorkspace", "Fault", "Post", "SlackError"]
 
 DEFAULT_TOKEN = "xoxb-fake-token"
 API_PREFIX = "/api/"
+HOOKS_PREFIX = "/hooks/"  # slash commands' response_url
+RESPONSE_URL_USES = 5
 FaultKind = Literal["http", "error", "drop", "ratelimited"]
 
 
@@ -73,6 +82,7 @@ class Call:
     status: int  # HTTP status; 0 for a dropped connection
     response: dict[str, Any] | None  # the JSON body sent, None if none was
     fault: str | None = None  # "http", "error", "drop" or "ratelimited" when one was applied
+    team: str | None = None  # the workspace that served it (the token's team)
 
     @property
     def ok(self) -> bool:
@@ -134,9 +144,15 @@ class FakeSlack:
         joined_channels: Collection[str] | None = None,
         faults: Collection[Fault] = (),
         latency: float = 0.0,
+        workspaces: Collection[FakeWorkspace] = (),
+        oauth: FakeOAuth | None = None,
     ) -> None:
         self.workspace = workspace
         self.token = token
+        # Every workspace served, by team ID: ``workspace`` answers ``token``; the others (and
+        # ``workspace`` too) answer the tokens their OAuth installs were given.
+        self.workspaces: dict[str, FakeWorkspace] = {w.team_id: w for w in (workspace, *workspaces)}
+        self.oauth = oauth
         self.rate_limits: dict[str, tuple[int, float]] = dict(rate_limits or {})
         self.retry_after = retry_after
         self.latency = latency
@@ -155,6 +171,7 @@ class FakeSlack:
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.responses: list[tuple[str, dict[str, Any]]] = []  # (hook name, body) per response_url POST
 
     @classmethod
     def from_export(
@@ -243,6 +260,15 @@ class FakeSlack:
 
     # -- inspection ----------------------------------------------------------------------
 
+    def response_url(self, name: str) -> str:
+        """A slash command's ``response_url`` served here: what the app POSTs to it is
+        recorded in :attr:`responses` (Slack: at most 5 uses in 30 minutes)."""
+        return self.url.removesuffix(API_PREFIX) + HOOKS_PREFIX + urllib.parse.quote(name)
+
+    def responses_to(self, name: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [body for hook, body in self.responses if hook == name]
+
     @property
     def posts(self) -> list[Post]:
         """Every message accepted by ``chat.postMessage``, in order."""
@@ -284,14 +310,31 @@ class FakeSlack:
         window.used += 1
         return None
 
-    def _authorized(self, token: str | None) -> None:
+    def add_workspace(self, workspace: FakeWorkspace) -> FakeWorkspace:
+        """Serve another workspace (to the tokens installs in it are given)."""
+        with self._lock:
+            self.workspaces[workspace.team_id] = workspace
+        return workspace
+
+    def _workspace_of(self, team: str) -> FakeWorkspace:
+        workspace = self.workspaces.get(team)
+        if workspace is None:
+            raise SlackError("team_not_found")
+        return workspace
+
+    def _authorized(self, token: str | None) -> tuple[FakeWorkspace, Grant | None]:
+        """The workspace a token belongs to (and its OAuth grant, if it came from one)."""
         if not token:
             raise SlackError("not_authed")
+        grant = self.oauth.grant(token) if self.oauth is not None else None
+        if grant is not None:
+            return self._workspace_of(grant.team), grant
         if self.token is None:
             if not token.startswith("xox"):
                 raise SlackError("invalid_auth")
         elif token != self.token:
             raise SlackError("invalid_auth")
+        return self.workspace, None
 
     def handle(
         self, method: str, params: dict[str, Any], token: str | None
@@ -304,7 +347,7 @@ class FakeSlack:
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
             fault = self._fault_for(method, self._numbers[method])
             wait = None if fault else self._rate_limited(method, time.monotonic())
-        status, headers, body, applied = 200, {}, None, None
+        status, headers, body, applied, team = 200, {}, None, None, None
         try:
             if self.latency:
                 time.sleep(self.latency)
@@ -326,20 +369,30 @@ class FakeSlack:
                 headers["Retry-After"] = _seconds_header(seconds)
             else:
                 try:
-                    self._authorized(token)
-                    body = self.workspace.call(method, params)
+                    body, team = self._call(method, params, token)
                 except SlackError as exc:
                     body = exc.body()
             if self.workspace.scopes is not None:
                 headers["X-OAuth-Scopes"] = ",".join(sorted(self.workspace.scopes))
             return status, headers, body
         finally:
-            call = Call(method, params, status, body, applied)
+            call = Call(method, params, status, body, applied, team)
             with self._lock:
                 self._in_flight -= 1
                 self.calls.append(call)
             if self.observer is not None:
                 self.observer(call)
+
+    def _call(self, method: str, params: dict[str, Any], token: str | None) -> tuple[Any, str | None]:
+        if method == "oauth.v2.access" and self.oauth is not None:
+            return self.oauth.access(params, self._workspace_of), None
+        workspace, grant = self._authorized(token)
+        if grant is not None and grant.kind == "user" and method == "auth.test":
+            body = workspace.call(method, params)  # the installer, not the bot
+            body.update(user_id=grant.user_id, user=grant.user_id)
+            body.pop("bot_id", None)
+            return body, workspace.team_id
+        return workspace.call(method, params), workspace.team_id
 
 
 def _seconds_header(seconds: float) -> str:
@@ -365,6 +418,9 @@ class _Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        if url.path.startswith(HOOKS_PREFIX):
+            self._hook(fake, urllib.parse.unquote(url.path[len(HOOKS_PREFIX) :]), raw)
+            return
         if not url.path.startswith(API_PREFIX):
             self._send(404, {}, {"ok": False, "error": "not_found"})
             return
@@ -386,6 +442,13 @@ class _Handler(BaseHTTPRequestHandler):
         auth = self.headers.get("Authorization") or ""
         if auth.lower().startswith("bearer "):
             token = auth[7:].strip()
+        elif auth.lower().startswith("basic "):  # oauth.v2.access: the app's client ID and secret
+            try:
+                client_id, _, secret = base64.b64decode(auth[6:].strip()).decode().partition(":")
+            except ValueError:
+                client_id = secret = ""
+            params.setdefault("client_id", client_id)
+            params.setdefault("client_secret", secret)
         status, headers, body = fake.handle(method, params, token if isinstance(token, str) else None)
         if status == 0:
             self.close_connection = True  # dropped: the socket closes with no response at all
@@ -393,6 +456,21 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, headers, body)
 
     do_GET = do_POST
+
+    def _hook(self, fake: FakeSlack, name: str, raw: bytes) -> None:
+        try:
+            body = json.loads(raw.decode("utf-8") or "{}")
+        except ValueError:
+            self._send(400, {}, {"ok": False, "error": "invalid_json"})
+            return
+        with fake._lock:
+            used = sum(1 for hook, _ in fake.responses if hook == name)
+            if used < RESPONSE_URL_USES:
+                fake.responses.append((name, body if isinstance(body, dict) else {"body": body}))
+        if used >= RESPONSE_URL_USES:
+            self._send(404, {}, {"ok": False, "error": "used_url"})  # Slack: expired after 5 uses
+            return
+        self._send(200, {}, {"ok": True})
 
     def _send(self, status: int, headers: Mapping[str, str], body: Any) -> None:
         payload = json.dumps(body).encode("utf-8")
