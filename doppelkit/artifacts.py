@@ -29,6 +29,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from doppelkit.errors import AmbiguousPersonaError, PersonaError, UserError
 from doppelkit.faults import crash_point
@@ -242,7 +243,6 @@ def find_published_persona(
 
 PICKLE_WEIGHTS = ("adapter_model.bin", "pytorch_model.bin", "adapter_model.pt")
 TINY_BASE = "tiny"  # ``model=tiny``: a base built under home (``cache/tiny/<key>``), not a hub id
-TINY_MARKER = "tiny.json"  # written last into a tiny base's directory: the build is complete
 
 
 @dataclass(frozen=True)
@@ -302,31 +302,15 @@ def checked_files(home: Home, published: PublishedAdapter) -> AdapterFiles:
     return AdapterFiles(published, config, weights, identity)
 
 
-def tiny_base_dir(home: Home, key: str) -> Path:
-    """Where the tiny base with this key lives (the engine's way back to an adapter's base)."""
-    if not key.isalnum():
-        raise ValueError(f"invalid tiny model key {key!r}")
-    return home.cache / "tiny" / key
+def base_location(hook: Any, home: Home, manifest: AdapterManifest) -> tuple[str, str | None]:
+    """Where an engine loads this adapter's base from: ``(location, revision)``. The plugin
+    that built the base says (the ``locate_base`` hook); otherwise it is the manifest's hub id
+    or folder. Without a ``hook`` (a bare RunContext) the installed plugins are asked."""
+    if hook is None:
+        from doppelkit.plugins import get_plugin_manager
 
-
-def tiny_base_built(path: Path) -> bool:
-    return (path / TINY_MARKER).is_file()
-
-
-def base_location(home: Home, base_model: str, model_revision: str | None) -> tuple[str, str | None]:
-    """Where to load an adapter manifest's base from: ``(location, revision)``.
-
-    For the tiny model the manifest's ``model_revision`` is its cache key, and the base is the
-    exact directory it was trained on under ``home/cache/tiny``.
-    """
-    if base_model == TINY_BASE:
-        if not model_revision:
-            raise UserError("this adapter's manifest names the tiny base without its cache key")
-        path = tiny_base_dir(home, model_revision)
-        if not tiny_base_built(path):
-            raise UserError(
-                f"the tiny base model this adapter was trained on ({path}) is gone; retrain with "
-                "`doppelkit train` to rebuild it"
-            )
-        return str(path), None
-    return base_model, model_revision
+        hook = get_plugin_manager().hook
+    located = hook.locate_base(
+        base_model=manifest.base_model, model_revision=manifest.model_revision, home=home
+    )
+    return located if located is not None else (manifest.base_model, manifest.model_revision)

@@ -131,3 +131,15 @@ def forget_team(team: str, home: Home) -> list[str] | None:
     persona of a team is forgotten: team-wide data (a workspace corpus, base models built from
     it, an unfinished scrape) goes too. Return short names of what you removed, or ``None``.
     """
+
+
+@hookspec(firstresult=True)
+def locate_base(base_model: str, model_revision: str | None, home: Home) -> tuple[str, str | None] | None:
+    """Where to load the base model of a published adapter from, when your plugin built it.
+
+    ``base_model`` and ``model_revision`` are the adapter manifest's fields. A trainer that
+    builds bases itself under ``home`` (``lora``'s ``model=tiny`` lives in its own cache
+    folder) answers ``(location, revision)`` for the ones it owns, so any engine can load them
+    without knowing that plugin's files; return ``None`` for every other base. Without an
+    answer the base is ``base_model`` itself (a hub id or a local folder). The first answer wins.
+    """

@@ -57,3 +57,18 @@ def test_importing_the_plugin_does_not_import_torch() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_the_plugin_says_where_its_tiny_bases_are_and_nothing_else(doppelkit_home) -> None:
+    from doppelkit_lora import plugin
+    from doppelkit_lora.model.tiny import MARKER, tiny_dir
+
+    assert plugin.locate_base("org/model", "abc", doppelkit_home) is None
+    with pytest.raises(UserError, match="retrain"):
+        plugin.locate_base("tiny", "abc123", doppelkit_home)  # gone (never built)
+    with pytest.raises(UserError, match="without its cache key"):
+        plugin.locate_base("tiny", None, doppelkit_home)
+    folder = tiny_dir(doppelkit_home, "abc123")
+    folder.mkdir(parents=True)
+    (folder / MARKER).write_text("{}")
+    assert plugin.locate_base("tiny", "abc123", doppelkit_home) == (str(folder), None)

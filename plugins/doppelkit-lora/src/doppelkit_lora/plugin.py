@@ -46,3 +46,11 @@ def forget_team(team: str, home: Home) -> list[str]:
     if [base for base in team_bases(home, team) if home.remove(base)]:
         removed.append("tiny base")
     return removed
+
+
+@hookimpl
+def locate_base(base_model: str, model_revision: str | None, home: Home) -> tuple[str, str | None] | None:
+    """The tiny bases are this plugin's folders: say where one is (any engine may serve it)."""
+    from doppelkit_lora.model.tiny import TINY_NAME, tiny_base_location
+
+    return (tiny_base_location(home, model_revision), None) if base_model == TINY_NAME else None

@@ -3,8 +3,8 @@
 Design (see docs/engine.md):
 
 * **One base**, started on the first request from the base named in that persona's manifest
-  (:func:`doppelkit.artifacts.base_location`); a persona trained on another base is refused, as
-  by the peft engine.
+  (located through the ``locate_base`` hook: the trainer that built it answers); a
+  persona trained on another base is refused, as by the peft engine.
 * **A LoRA id per published version.** Each persona's current version (told apart by
   :class:`doppelkit.artifacts.AdapterIdentity`: version, creation time, weights file) gets a
   fresh ``lora_int_id``. A retrain is therefore picked up by the next request — vLLM never serves
@@ -365,7 +365,7 @@ class VllmEngine:
 
         from doppelkit_vllm.runner import start_runner
 
-        location, revision = artifacts.base_location(self.home, manifest.base_model, manifest.model_revision)
+        location, revision = artifacts.base_location(self.context.hook, self.home, manifest)
         trust = self.context.settings.model.trust_remote_code
         try:
             tokenizer = AutoTokenizer.from_pretrained(location, revision=revision, trust_remote_code=trust)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from doppelkit.artifacts import base_location
 from doppelkit.errors import UserError
 from doppelkit.home import Home
 from doppelkit.settings import ModelConfig
@@ -26,7 +25,6 @@ from doppelkit_lora.model.tiny import (
 
 __all__ = [
     "LoadedBase",
-    "base_location",
     "hub_offline",
     "load_base",
     "load_pretrained",

@@ -25,12 +25,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from doppelkit.artifacts import TINY_BASE, TINY_MARKER, tiny_base_built, tiny_base_dir
+from doppelkit.artifacts import TINY_BASE
+from doppelkit.errors import UserError
 from doppelkit.home import Home, atomic_dir, write_json
 from doppelkit_lora.model.progress import progress_bar
 
 BUILDER_VERSION = 2  # bump when the build recipe changes, so old caches are not reused
-TINY_NAME = TINY_BASE  # where a base lives is the core's (doppelkit.artifacts.base_location)
+TINY_NAME = TINY_BASE  # the model.name that means: built here, under home/cache/tiny
 BOS, EOS, PAD = "<|bos|>", "<|end|>", "<|pad|>"
 ROLE_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>")
 SPECIAL_TOKENS = (PAD, BOS, EOS, *ROLE_TOKENS)
@@ -42,7 +43,7 @@ CHAT_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
 )
 BLOCK_LEN = 256  # pretraining window (tokens)
-MARKER = TINY_MARKER
+MARKER = "tiny.json"  # written last into a tiny base's directory: the build is complete
 
 
 class TinyModelConfig(BaseModel):
@@ -102,11 +103,27 @@ def cache_key(corpus: TinyCorpus, config: TinyModelConfig) -> str:
 
 def tiny_dir(home: Home, key: str) -> Path:
     """Where the tiny base with this key lives (the engine's way back to an adapter's base)."""
-    return tiny_base_dir(home, key)
+    if not key.isalnum():
+        raise ValueError(f"invalid tiny model key {key!r}")
+    return home.cache / "tiny" / key
 
 
 def is_built(path: Path) -> bool:
-    return tiny_base_built(path)
+    return (path / MARKER).is_file()
+
+
+def tiny_base_location(home: Home, model_revision: str | None) -> str:
+    """The folder of the tiny base an adapter was trained on: the manifest's ``model_revision``
+    is its cache key, and the base is that exact folder under ``home/cache/tiny``."""
+    if not model_revision:
+        raise UserError("this adapter's manifest names the tiny base without its cache key")
+    path = tiny_dir(home, model_revision)
+    if not is_built(path):
+        raise UserError(
+            f"the tiny base model this adapter was trained on ({path}) is gone; retrain with "
+            "`doppelkit train` to rebuild it"
+        )
+    return str(path)
 
 
 def team_bases(home: Home, team: str) -> list[Path]:

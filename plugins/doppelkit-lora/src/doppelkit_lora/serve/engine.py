@@ -463,10 +463,10 @@ class PeftEngine:
         import torch
         from transformers.utils import logging as hf_logging
 
-        from doppelkit_lora.model.loading import base_location, load_pretrained
+        from doppelkit_lora.model.loading import load_pretrained
 
         device = self._device or ("cuda" if torch.cuda.is_available() else "cpu")
-        location, revision = base_location(self.home, manifest.base_model, manifest.model_revision)
+        location, revision = artifacts.base_location(self.context.hook, self.home, manifest)
         model_config = self.model_config.model_copy(
             update={"name": manifest.base_model, "revision": revision}
         )
