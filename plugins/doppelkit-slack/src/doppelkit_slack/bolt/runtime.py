@@ -235,7 +235,11 @@ def build_runtime(
         permissions=config.permissions,
     )
     eraser = WorkspaceEraser(
-        store, forgetting, clients, installations=oauth_parts.installations if oauth_parts else None
+        store,
+        forgetting,
+        clients,
+        installations=oauth_parts.installations if oauth_parts else None,
+        stop_training=training.cancel_team,
     )
     eraser.remember_bot(identity.get("user_id"), identity.get("bot_id"))
     parts = BotParts(store=store, replier=replier, commands=commands, eraser=eraser, home=context.home)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from doppelkit.errors import UserError
@@ -73,6 +74,16 @@ class TrainingNotStarted(UserError):
     """The backend could not start the detached training run."""
 
 
+class TrainingCancelled(Exception):
+    """The workspace went away (uninstalled) while the run was going."""
+
+
+@dataclass
+class _Run:
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    cleanup: Callable[[], None] | None = None  # run once the run has stopped
+
+
 class TrainingRunner:
     def __init__(
         self,
@@ -86,6 +97,8 @@ class TrainingRunner:
         self.notify = notify
         self.launch = launch  # None: a thread of this process
         self.threads: list[threading.Thread] = []
+        self._runs: dict[tuple[str, str], _Run] = {}
+        self._runs_lock = threading.Lock()
 
     @property
     def detached(self) -> bool:
@@ -104,6 +117,8 @@ class TrainingRunner:
                 self.store.set_state(team, persona.id, FAILED, error=reason[:1000])
                 raise TrainingNotStarted(f"Sorry, {reason[:300]}") from None
             return
+        with self._runs_lock:
+            self._runs[(team, user.id)] = _Run()
         thread = threading.Thread(
             target=self.run_claimed, args=(persona, channel), name=f"doppel-train-{user.id}", daemon=True
         )
@@ -113,18 +128,33 @@ class TrainingRunner:
     def run_claimed(self, persona: Persona, channel: str) -> None:
         """The whole run for a persona whose row :meth:`start` claimed; never raises."""
         team, name = persona.team, persona.label
+        with self._runs_lock:
+            run = self._runs.setdefault((team, persona.id), _Run())
+
+        def go_on() -> None:
+            if run.cancelled.is_set():
+                raise TrainingCancelled
+
         try:
             steps = self.steps()
             self.notify(team, channel, f"Reading {name}'s messages…")
             examples, ingested = steps.ingest(persona)
+            go_on()
             self.store.set_state(team, persona.id, TRAINING)
             self.notify(team, channel, f"Training {name} on {examples} examples… this can take a while.")
             version = steps.train(persona, ingested)
+            go_on()
             self.store.set_state(team, persona.id, TRAINED, version=version)
             if self.store.active_user(team) is None:
                 self.store.set_active(team, persona.id)
             self.notify(team, channel, f"{name} is ready ({version}). Mention me to talk to them.")
+        except TrainingCancelled:
+            log.info("training %s stopped: the workspace %s went away", persona.id, team)
         except BaseException as exc:
+            if run.cancelled.is_set():  # failed because its files were deleted under it
+                log.info("training %s stopped: the workspace %s went away", persona.id, team)
+                return
+
             reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
             if not isinstance(exc, UserError):
                 log.exception("training %s failed", persona.id)
@@ -133,6 +163,22 @@ class TrainingRunner:
             except Exception:  # forgotten meanwhile, or the store is down
                 log.exception("could not record the failure of %s", persona.id)
             self.notify(team, channel, f"Training {name} failed: {reason[:500]}")
+        finally:
+            with self._runs_lock:
+                self._runs.pop((team, persona.id), None)
+            if run.cancelled.is_set() and run.cleanup is not None:
+                run.cleanup()  # what the step wrote after the workspace's data was deleted
+
+    def cancel_team(self, team: str, cleanup: Callable[[], None]) -> int:
+        """Stop the team's runs at their next step boundary (a step in progress cannot be
+        interrupted) and call ``cleanup`` after each stops; the number of runs stopped.
+        Runs a backend started elsewhere are not reached (they fail when their rows are gone)."""
+        with self._runs_lock:
+            runs = [r for (t, _user), r in self._runs.items() if t == team]
+            for run in runs:
+                run.cleanup = cleanup
+                run.cancelled.set()
+        return len(runs)
 
     def join(self, timeout: float | None = None) -> None:
         for thread in list(self.threads):

@@ -36,11 +36,13 @@ class WorkspaceEraser:
         clients: Callable[[str], WebClient],
         *,
         installations: InstallationStore | None = None,
+        stop_training: Callable[[str, Callable[[], None]], int] | None = None,
     ) -> None:
         self.store = store
         self.forgetting = forgetting
         self.clients = clients
         self.installations = installations  # OAuth: the installs and bot tokens per team
+        self.stop_training = stop_training  # (team, cleanup): stop its runs, clean up after them
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="doppel-erase")
         self._our_bot: set[str] = set()  # our bot's user ID and bot ID, once known
         self._lock = threading.Lock()
@@ -97,13 +99,19 @@ class WorkspaceEraser:
         return bool(known & set(revoked_bots))
 
     def erase(self, team: str) -> None:
-        """Delete every file any plugin keeps about ``team``, then its store rows."""
+        """Stop the team's training runs, delete every file any plugin keeps about ``team``,
+        then its store rows (and, once a stopped run has ended, whatever it wrote meanwhile)."""
+        if self.stop_training is not None:
+            self.stop_training(team, lambda: self._erase_data(team))
+        self._erase_data(team)
+        if self.installations is not None:  # last: until now a retry could still authorise
+            self.installations.delete_all(enterprise_id=None, team_id=team)
+
+    def _erase_data(self, team: str) -> None:
         for record in self.store.list(team):  # a plugin may key some files by person only
             self.forgetting.person(team, record.user_id)
         self.forgetting.team(team)
         self.store.delete_team(team)
-        if self.installations is not None:  # last: until now a retry could still authorise
-            self.installations.delete_all(enterprise_id=None, team_id=team)
 
     def _submit(self, work: Any, *args: Any) -> None:
         future = self.executor.submit(self._logged, work, *args)
