@@ -197,3 +197,49 @@ def test_a_write_locked_store_neither_stalls_acks_nor_loses_the_mention(
     finally:
         locker.close()
         stop_bot(bot)
+
+
+# --- queue limits ----------------------------------------------------------------------------------
+
+
+def _mention_at(bot: Any, i: int) -> None:
+    assert bot.mention(f"question {i}", ts=f"1700000000.00010{i}").status == 200
+    time.sleep(0.2)  # the worker takes each one before the next arrives
+
+
+def test_a_full_queue_answers_busy_at_once(tmp_path: Path, slack: FakeSlack) -> None:
+    engine = EchoEngine(versions={(TEAM, "U_ANN"): "v1"}, delay=1.5)
+    bot = start_bot(tmp_path, slack, engine, reply_workers=1, reply_queue_max=1)
+    try:
+        for i in range(3):  # one being generated, one waiting, one too many
+            _mention_at(bot, i)
+        assert wait_until(lambda: len(slack.posts) == 1, 1.0), "the busy notice waits for nobody"
+        [busy] = slack.posts
+        assert busy.thread_ts == "1700000000.000102" and "answering a lot of messages" in busy.text
+        health = _health(bot.server.url)[1]
+        assert health["counts"]["busy"] == 1 and health["queue_max"] == 1
+        posts = replies(bot, n=3)
+        assert sorted(p.text for p in posts[1:]) == [
+            f"Ann says: &lt;@{BOT_USER}&gt; question 0",
+            f"Ann says: &lt;@{BOT_USER}&gt; question 1",
+        ]
+    finally:
+        stop_bot(bot)
+
+
+def test_a_mention_that_waited_too_long_gets_an_apology_not_a_stale_answer(
+    tmp_path: Path, slack: FakeSlack
+) -> None:
+    engine = EchoEngine(versions={(TEAM, "U_ANN"): "v1"}, delay=1.0)
+    bot = start_bot(tmp_path, slack, engine, reply_workers=1, reply_max_age_s=0.5)
+    try:
+        _mention_at(bot, 0)
+        _mention_at(bot, 1)  # waits ~1 s behind the first: past the 0.5 s limit
+        first, late = replies(bot, n=2)
+        assert first.text.endswith("question 0")
+        assert late.thread_ts == "1700000000.000101" and "took too long" in late.text
+        assert late.username == "doppelkit"
+        assert len(engine.calls) == 1, "no generation for a reply nobody waits for any more"
+        assert _health(bot.server.url)[1]["counts"]["expired"] == 1
+    finally:
+        stop_bot(bot)
