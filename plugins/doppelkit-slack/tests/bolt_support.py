@@ -114,7 +114,8 @@ def start_bot(
     tmp_path: Path, slack: FakeSlack, engine: EchoEngine, *, persona: str | None = "U_ANN", **config: Any
 ) -> Bot:
     options = {"mode": "http", "port": 0, "api_url": slack.url, "api_retries": 2, "api_retry_backoff": 0.01}
-    settings = BoltConfig(**{**options, "avatar": "none", **config})
+    # consent="none": these bots test training itself; test_bolt_consent.py asks first
+    settings = BoltConfig(**{**options, "avatar": "none", "consent": "none", **config})
     context = make_context(tmp_path / "home", persona=persona)
     runtime = build_runtime(settings, context, engine, bot_token=TOKEN, signing_secret=SECRET)
     server = HttpServer(asgi_app(runtime, SECRET), "127.0.0.1", 0).start()

@@ -101,7 +101,7 @@ def detached_bot(tmp_path: Path, slack: FakeSlack) -> tuple[Any, PersonaStore]:
     store = PersonaStore(f"sqlite:///{tmp_path / 'store.db'}")
     store.create_schema()
     store.begin_training(TEAM, "U_BOB", "Bob")  # a run in progress elsewhere when the bot starts
-    config = BoltConfig(mode="http", api_url=slack.url, avatar="none")
+    config = BoltConfig(mode="http", api_url=slack.url, avatar="none", consent="none")
     runtime = build_runtime(
         config, context, EchoEngine(), bot_token=TOKEN, signing_secret=SECRET, store=store
     )

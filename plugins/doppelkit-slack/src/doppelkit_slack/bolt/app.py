@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from slack_bolt import Ack, App, BoltContext
+from slack_bolt import Ack, App, BoltContext, Respond
 from slack_bolt.oauth.oauth_settings import OAuthSettings
 from slack_sdk import WebClient
 
@@ -146,6 +146,14 @@ def register_listeners(app: App, parts: BotParts) -> None:
             reply = "Sorry, that command failed; the bot's log has the details."
         # Only the person who typed it sees it; like every message the bot writes, it pings nobody.
         ack(text=without_pings(reply), response_type="ephemeral")
+
+    @app.action(re.compile("^doppel_consent_"))
+    def consent_pressed(ack: Ack, body: dict[str, Any], context: BoltContext, respond: Respond) -> None:
+        ack()  # at once: the answer goes through the interaction's response_url
+        gate = parts.commands.consent
+        if gate is not None:
+            team = (body.get("team") or {}).get("id")
+            gate.on_press(body, served_team(team, context), respond)
 
     @app.event("app_uninstalled")
     def uninstalled(body: dict[str, Any], context: BoltContext) -> None:

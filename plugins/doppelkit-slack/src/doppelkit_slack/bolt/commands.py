@@ -6,6 +6,7 @@ only starts the work and reports progress in the channel as it goes.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ from doppelkit.home import Home
 from doppelkit.interfaces import Engine
 from doppelkit.models import User
 from doppelkit.persona import candidates, find_user
+from doppelkit_slack.bolt.consent import ConsentGate
 from doppelkit_slack.bolt.forgetting import Forgetting
 from doppelkit_slack.bolt.permissions import Permissions
 from doppelkit_slack.bolt.personas import MemberDirectory, PersonaChooser, published_personas
@@ -26,6 +28,7 @@ HELP = """*doppelkit* — a bot that writes like someone on your team.
 • `/doppel switch @someone` — make a trained persona the one that answers mentions
 • `/doppel status [@someone]` — what the bot is doing (or one persona's training state)
 • `/doppel forget @someone` — delete their dataset, models and cached data (shared data: with the last one)
+• `/doppel forget me` — delete everything about you (and stop a training of you)
 • `/doppel help` — this message
 Mention me in a thread to get a reply from the active persona."""
 
@@ -50,6 +53,7 @@ class DoppelCommands:
         training: TrainingRunner,
         persona_limit: int,
         permissions: Permissions | None = None,
+        consent: ConsentGate | None = None,
     ) -> None:
         self.store = store
         self.engine = engine
@@ -60,6 +64,7 @@ class DoppelCommands:
         self.training = training
         self.persona_limit = persona_limit
         self.permissions = permissions or Permissions()
+        self.consent = consent  # None: train without asking (as frontend.consent=none, silently)
 
     def handle(self, text: str, invocation: Invocation) -> str:
         verb, _, argument = (text or "").strip().partition(" ")
@@ -132,12 +137,15 @@ class DoppelCommands:
         if refusal := self.refused("train", inv, user):
             return refusal
         try:
-            self.training.start(
-                inv.team, inv.channel, user, requested_by=inv.user_id, limit=self.persona_limit
-            )
+            if self.consent is not None:
+                return self.consent.train(inv.team, inv.channel, inv.user_id, user)
+            self.start_training(inv.team, inv.channel, user, inv.user_id)
         except (StoreError, TrainingNotStarted) as exc:
             return str(exc)
         return f"Started training {user.label}. I'll post progress in this channel."
+
+    def start_training(self, team: str, channel: str, user: User, requested_by: str) -> None:
+        self.training.start(team, channel, user, requested_by=requested_by, limit=self.persona_limit)
 
     def list(self, argument: str, inv: Invocation) -> str:
         records = {r.user_id: r for r in self.store.list(inv.team)}
@@ -202,24 +210,40 @@ class DoppelCommands:
         return text
 
     def forget(self, argument: str, inv: Invocation) -> str:
-        user = self.resolve(argument, inv.team)
+        myself = argument.strip().casefold() in ("me", "myself")
+        user = self.resolve(inv.user_id if myself else argument, inv.team)
         if isinstance(user, str):
             return user
         if refusal := self.refused("forget", inv, user):
             return refusal
         record = self.store.get(inv.team, user.id)
-        if record is not None and record.state in (SCRAPING, TRAINING):
+        running = record is not None and record.state in (SCRAPING, TRAINING)
+        if running and user.id != inv.user_id:
             return f"{user.label} is being trained right now; forget them once the run has finished."
-        removed = self.forgetting.person(inv.team, user.id)
-        in_store = self.store.delete(inv.team, user.id)
-        # A failed run made nothing (its half-made files were never kept): it does not count.
-        remaining = [r for r in self.store.list(inv.team) if r.state != FAILED]
-        if not remaining and not self.forgetting.people_left(inv.team):
-            # The last persona of the workspace: its shared corpus and base models go too.
-            removed += [what for what in self.forgetting.team(inv.team) if what not in removed]
+        if running:  # the person withdraws: their run stops, and what it writes goes too
+            team, user_id = inv.team, user.id
+            self.training.cancel(team, lambda: self.forget_person(team, user_id), user=user_id)
+        removed, in_store = self.erase_person(inv.team, user.id)
+        if self.consent is not None:  # training them again needs their consent again
+            self.consent.consents.revoke(inv.team, user.id, by=inv.user_id)
         if not removed and not in_store:
             return f"There was nothing to forget about {user.label}."
         return f"Forgot {user.label}: deleted {', '.join(removed) or 'their records'}."
+
+    def forget_person(self, team: str, user_id: str) -> None:
+        self.erase_person(team, user_id)
+
+    def erase_person(self, team: str, user_id: str) -> tuple[builtins.list[str], bool]:
+        """Everything about one person (every plugin's files, the store's rows); with the last
+        persona of the workspace, its shared corpus and base models too."""
+        removed = self.forgetting.person(team, user_id)
+        in_store = self.store.delete(team, user_id)
+        # A failed run made nothing (its half-made files were never kept): it does not count.
+        remaining = [r for r in self.store.list(team) if r.state != FAILED]
+        if not remaining and not self.forgetting.people_left(team):
+            # The last persona of the workspace: its shared corpus and base models go too.
+            removed += [what for what in self.forgetting.team(team) if what not in removed]
+        return removed, in_store
 
 
 def _name(records: Mapping[str, PersonaRecord], published: Mapping[str, object], user_id: str) -> str:

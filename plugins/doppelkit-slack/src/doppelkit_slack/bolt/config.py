@@ -66,6 +66,8 @@ class BoltConfig(BaseModel):
     store_url: str | None = Field(
         None, description="SQLAlchemy URL of the persona store; null = SQLite under home/state"
     )
+    # ask the person before training them (a DM with Approve/Decline); "none": one-person set-ups
+    consent: Literal["ask", "none"] = "ask"
     # --- several workspaces: the OAuth install (docs/multi-workspace.md) ---
     oauth: bool = False  # HTTP mode: installs per workspace (SLACK_CLIENT_ID, SLACK_CLIENT_SECRET)
     scopes: list[str] = Field(default_factory=lambda: list(BOT_SCOPES))  # bot scopes asked at install

@@ -22,6 +22,7 @@ from doppelkit_slack.bolt.avatar import Avatars
 from doppelkit_slack.bolt.clients import TeamClients
 from doppelkit_slack.bolt.commands import DoppelCommands
 from doppelkit_slack.bolt.config import MAX_RETRY_AFTER_S, BoltConfig
+from doppelkit_slack.bolt.consent import ConsentGate, ConsentStore
 from doppelkit_slack.bolt.forgetting import Forgetting
 from doppelkit_slack.bolt.jobs import JobSettings
 from doppelkit_slack.bolt.mentions import SYSTEM_USERNAME, MentionReplier, ReplySettings
@@ -234,12 +235,23 @@ def build_runtime(
         persona_limit=config.persona_limit,
         permissions=config.permissions,
     )
+    consents = ConsentStore(store)
+    consents.create_schema()
+    commands.consent = ConsentGate(
+        mode=config.consent,
+        consents=consents,
+        clients=clients,
+        start=commands.start_training,
+        forget=commands.forget_person,
+        notify=notify,
+    )
     eraser = WorkspaceEraser(
         store,
         forgetting,
         clients,
         installations=oauth_parts.installations if oauth_parts else None,
         stop_training=training.cancel_team,
+        erase_rows=[consents.delete_team],
     )
     eraser.remember_bot(identity.get("user_id"), identity.get("bot_id"))
     parts = BotParts(store=store, replier=replier, commands=commands, eraser=eraser, home=context.home)

@@ -170,11 +170,14 @@ class TrainingRunner:
                 run.cleanup()  # what the step wrote after the workspace's data was deleted
 
     def cancel_team(self, team: str, cleanup: Callable[[], None]) -> int:
-        """Stop the team's runs at their next step boundary (a step in progress cannot be
-        interrupted) and call ``cleanup`` after each stops; the number of runs stopped.
+        return self.cancel(team, cleanup)
+
+    def cancel(self, team: str, cleanup: Callable[[], None], *, user: str | None = None) -> int:
+        """Stop the team's runs (or ``user``'s) at their next step boundary (a step in progress
+        cannot be interrupted) and call ``cleanup`` after each stops; the number of runs stopped.
         Runs a backend started elsewhere are not reached (they fail when their rows are gone)."""
         with self._runs_lock:
-            runs = [r for (t, _user), r in self._runs.items() if t == team]
+            runs = [r for (t, u), r in self._runs.items() if t == team and user in (None, u)]
             for run in runs:
                 run.cleanup = cleanup
                 run.cancelled.set()

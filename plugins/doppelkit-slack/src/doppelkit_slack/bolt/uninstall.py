@@ -37,12 +37,14 @@ class WorkspaceEraser:
         *,
         installations: InstallationStore | None = None,
         stop_training: Callable[[str, Callable[[], None]], int] | None = None,
+        erase_rows: list[Callable[[str], None]] | None = None,
     ) -> None:
         self.store = store
         self.forgetting = forgetting
         self.clients = clients
         self.installations = installations  # OAuth: the installs and bot tokens per team
         self.stop_training = stop_training  # (team, cleanup): stop its runs, clean up after them
+        self.erase_rows = list(erase_rows or [])  # other tables keyed by team (consents)
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="doppel-erase")
         self._our_bot: set[str] = set()  # our bot's user ID and bot ID, once known
         self._lock = threading.Lock()
@@ -112,6 +114,8 @@ class WorkspaceEraser:
             self.forgetting.person(team, record.user_id)
         self.forgetting.team(team)
         self.store.delete_team(team)
+        for erase in self.erase_rows:
+            erase(team)
 
     def _submit(self, work: Any, *args: Any) -> None:
         future = self.executor.submit(self._logged, work, *args)

@@ -108,6 +108,34 @@ def slash_command(
     }
 
 
+def block_action(
+    action_id: str,
+    value: str,
+    *,
+    user: str,
+    team: str = "T0001",
+    channel: str = "D0001",
+    message_ts: str = "1700000000.000100",
+    response_url: str = "https://hooks.slack.invalid/actions/1",
+) -> dict[str, Any]:
+    """A ``block_actions`` payload: ``user`` pressed the button ``action_id`` (with ``value``)."""
+    return {
+        "type": "block_actions",
+        "team": {"id": team, "domain": "example"},
+        "user": {"id": user, "team_id": team},
+        "api_app_id": "A0001",
+        "token": "legacy-verification-token",
+        "container": {"type": "message", "message_ts": message_ts, "channel_id": channel},
+        "channel": {"id": channel},
+        "trigger_id": f"trigger.{next(_event_ids)}",
+        "response_url": response_url,
+        "actions": [
+            {"type": "button", "action_id": action_id, "block_id": "b1", "value": value,
+             "action_ts": f"{time.time():.6f}"},
+        ],
+    }  # fmt: skip
+
+
 @dataclass
 class Response:
     status: int
@@ -189,6 +217,11 @@ class EventSender:
             headers["X-Slack-Retry-Num"] = str(retry_num)
             headers["X-Slack-Retry-Reason"] = "http_timeout"
         return self.post(json.dumps(body).encode(), headers=headers, **options)
+
+    def send_interaction(self, payload: Mapping[str, Any], **options: Any) -> Response:
+        """An interaction (a button press: :func:`block_action`), form-encoded as Slack sends it."""
+        body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
+        return self.post(body, content_type="application/x-www-form-urlencoded", **options)
 
     def send_command(self, text: str, **fields: Any) -> Response:
         """A slash command (form-encoded), ``/doppel`` unless ``command=`` says otherwise."""

@@ -362,6 +362,17 @@ class FakeWorkspace:
 
     # -- helpers -------------------------------------------------------------------------
 
+    def app_dm(self, user: str) -> Conversation:
+        """The bot's direct message with ``user`` (created on first use, as Slack does)."""
+        with self.lock:
+            for conversation in self.conversations.values():
+                if conversation.kind == "im" and conversation.record.get("user") == user:
+                    return conversation
+            dm_id = "D" + user[1:]
+            conversation = Conversation(dm_id, "im", {"id": dm_id, "user": user, "is_im": True})
+            self.conversations[dm_id] = conversation
+            return conversation
+
     def resolve(self, channel: str) -> Conversation:
         """A conversation by ID, or by name (``general``/``#general``) for convenience."""
         found = self.conversations.get(channel)
@@ -634,7 +645,10 @@ class FakeWorkspace:
     # -- chat ----------------------------------------------------------------------------
 
     def _postable(self, params: Params) -> Conversation:
-        conversation = self.resolve(_required(params, "channel", "channel_not_found"))
+        channel = _required(params, "channel", "channel_not_found")
+        if channel[:1] in ("U", "W") and channel in self.users:
+            return self.app_dm(channel)  # Slack posts to a user ID in the app's DM with them
+        conversation = self.resolve(channel)
         if conversation.record.get("is_archived"):
             raise SlackError("is_archived")
         if not self.is_member(conversation):
