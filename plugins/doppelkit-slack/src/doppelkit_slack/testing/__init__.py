@@ -12,6 +12,9 @@ module                      what it holds
 ``fake_oauth``              :class:`FakeOAuth`: Slack's side of the OAuth install (consent
                             page, ``oauth.v2.access``, per-team and rotating tokens) and a
                             :class:`Browser` that keeps the state cookie
+``fake_socket_mode``        :class:`FakeSocketMode`: Slack's Socket Mode WebSocket (hello,
+                            envelopes, acks by ``envelope_id``, ``disconnect``) for slack_sdk's
+                            real ``SocketModeClient``
 ``fake_workspace``          :class:`FakeWorkspace`: the in-memory workspace behind it, seeded
                             from an export or built by hand (``Conversation``, ``BotIdentity``)
 ``events``                  Slack calling the app: signed events and slash commands
@@ -38,6 +41,7 @@ from doppelkit_slack.testing.events import (
 )
 from doppelkit_slack.testing.fake_oauth import Browser, FakeOAuth
 from doppelkit_slack.testing.fake_slack import DEFAULT_TOKEN, Call, FakeSlack, Fault
+from doppelkit_slack.testing.fake_socket_mode import FakeSocketMode
 from doppelkit_slack.testing.fake_workspace import BotIdentity, Conversation, FakeWorkspace, Post, SlackError
 
 __all__ = [
@@ -49,6 +53,7 @@ __all__ = [
     "EventSender",
     "FakeOAuth",
     "FakeSlack",
+    "FakeSocketMode",
     "FakeWorkspace",
     "Fault",
     "Post",

@@ -62,6 +62,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from doppelkit_slack.testing.fake_oauth import FakeOAuth, Grant
+from doppelkit_slack.testing.fake_socket_mode import FakeSocketMode
 from doppelkit_slack.testing.fake_workspace import FakeWorkspace, Post, SlackError
 
 __all__ = ["DEFAULT_TOKEN", "Call", "FakeSlack", "FakeWorkspace", "Fault", "Post", "SlackError"]
@@ -146,6 +147,7 @@ class FakeSlack:
         latency: float = 0.0,
         workspaces: Collection[FakeWorkspace] = (),
         oauth: FakeOAuth | None = None,
+        socket_mode: FakeSocketMode | None = None,
     ) -> None:
         self.workspace = workspace
         self.token = token
@@ -153,6 +155,7 @@ class FakeSlack:
         # ``workspace`` too) answer the tokens their OAuth installs were given.
         self.workspaces: dict[str, FakeWorkspace] = {w.team_id: w for w in (workspace, *workspaces)}
         self.oauth = oauth
+        self.socket_mode = socket_mode  # answers apps.connections.open (its xapp- token)
         self.rate_limits: dict[str, tuple[int, float]] = dict(rate_limits or {})
         self.retry_after = retry_after
         self.latency = latency
@@ -386,6 +389,8 @@ class FakeSlack:
     def _call(self, method: str, params: dict[str, Any], token: str | None) -> tuple[Any, str | None]:
         if method == "oauth.v2.access" and self.oauth is not None:
             return self.oauth.access(params, self._workspace_of), None
+        if method == "apps.connections.open" and self.socket_mode is not None:
+            return self.socket_mode.open_connection(token), None
         workspace, grant = self._authorized(token)
         if grant is not None and grant.kind == "user" and method == "auth.test":
             body = workspace.call(method, params)  # the installer, not the bot

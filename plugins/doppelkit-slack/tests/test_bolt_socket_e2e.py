@@ -1,0 +1,111 @@
+"""Socket Mode end to end: Bolt's ``SocketModeHandler`` — slack_sdk's real ``SocketModeClient`` —
+connects to a local WebSocket server speaking Slack's protocol (``apps.connections.open`` →
+``ws://127.0.0.1``, ``hello``, envelopes, acks by ``envelope_id``, a server-initiated
+``disconnect``), with the Web API played by FakeSlack."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from bolt_support import BOT_USER, CHANNEL, TEAM, TOKEN, store_event_message, wait_for_posts
+
+from doppelkit.testing.fakes import EchoEngine
+from doppelkit.testing.helpers import make_context
+from doppelkit_slack.bolt.config import BoltConfig
+from doppelkit_slack.bolt.runtime import BoltRuntime, build_runtime
+from doppelkit_slack.testing import FakeSlack, FakeSocketMode
+from doppelkit_slack.testing.bolt import wait_idle
+from doppelkit_slack.testing.events import app_mention, event_envelope, slash_command
+
+APP_TOKEN = "xapp-1-A0001-test"
+ACK_WITHIN_S = 3.0
+
+
+@pytest.fixture
+def socket(slack: FakeSlack) -> Iterator[FakeSocketMode]:
+    with FakeSocketMode(APP_TOKEN) as server:
+        slack.socket_mode = server
+        yield server
+
+
+@pytest.fixture
+def runtime(tmp_path: Path, slack: FakeSlack, socket: FakeSocketMode) -> Iterator[BoltRuntime]:
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    config = BoltConfig(
+        mode="socket", api_url=slack.url, avatar="none", api_retry_backoff=0.01, consent="none"
+    )
+    made = build_runtime(
+        config,
+        make_context(tmp_path / "home", persona="U_ANN"),
+        EchoEngine(versions={(TEAM, "U_ANN"): "v1"}),
+        bot_token=TOKEN,
+        signing_secret=None,
+    )
+    handler = SocketModeHandler(made.app, APP_TOKEN)
+    handler.connect()
+    socket.wait_connected()
+    yield made
+    handler.close()
+    made.close()
+
+
+def mention(slack: FakeSlack, ts: str, event_id: str) -> dict[str, object]:
+    event = app_mention(f"<@{BOT_USER}> hi {ts}", user="U_BOB", channel=CHANNEL, ts=ts, team=TEAM)
+    store_event_message(slack, event)
+    return event_envelope(event, team=TEAM, event_id=event_id)
+
+
+def settle(runtime: BoltRuntime, slack: FakeSlack, n: int) -> list[str]:
+    wait_for_posts(slack, n)
+    time.sleep(0.3)  # room for a duplicate to show up
+    wait_idle(runtime)
+    return [p.thread_ts or "" for p in slack.posts]
+
+
+def test_one_reply_per_mention_and_acks_in_time(
+    runtime: BoltRuntime, slack: FakeSlack, socket: FakeSocketMode
+) -> None:
+    envelopes = [socket.send_events_api(mention(slack, f"170000000{i}.000100", f"EvS{i}")) for i in range(3)]
+    for envelope in envelopes:
+        ack = socket.wait_ack(envelope)
+        assert ack is not None and ack.seconds < ACK_WITHIN_S, f"{envelope} acked in time"
+    assert sorted(settle(runtime, slack, 3)) == [f"170000000{i}.000100" for i in range(3)]
+    assert slack.count("apps.connections.open") == 1 and socket.connections == 1
+
+
+def test_a_slash_command_is_answered_in_its_ack(runtime: BoltRuntime, socket: FakeSocketMode) -> None:
+    envelope = socket.send_slash_command(slash_command("status", team=TEAM, user="U_BOB"))
+    ack = socket.wait_ack(envelope)
+    assert ack is not None and ack.payload is not None and ack.seconds < ACK_WITHIN_S
+    assert "Answering as: Ann" in str(ack.payload.get("text"))
+
+
+def test_reconnect_after_disconnect_without_duplicates(
+    runtime: BoltRuntime, slack: FakeSlack, socket: FakeSocketMode
+) -> None:
+    first = socket.send_events_api(mention(slack, "1700000001.000100", "EvRe1"))
+    assert socket.wait_ack(first) is not None
+    socket.disconnect("refresh_requested")
+    socket.wait_connected(connections=2)
+    assert slack.count("apps.connections.open") == 2, "the client asked for a fresh URL"
+    # Slack redelivers the first envelope on the new connection; the bot must not answer twice.
+    again = socket.redeliver(first)
+    ack = socket.wait_ack(again)
+    assert ack is not None and ack.connection == 2
+    second = socket.send_events_api(mention(slack, "1700000002.000100", "EvRe2"))
+    assert socket.wait_ack(second) is not None
+    assert sorted(settle(runtime, slack, 2)) == ["1700000001.000100", "1700000002.000100"]
+
+
+def test_a_wrong_app_token_gets_no_connection(slack: FakeSlack, socket: FakeSocketMode) -> None:
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError
+
+    client = WebClient(base_url=slack.url)
+    with pytest.raises(SlackApiError, match="invalid_auth"):
+        client.apps_connections_open(app_token="xapp-1-wrong")
+    assert client.apps_connections_open(app_token=APP_TOKEN)["url"].startswith("ws://127.0.0.1:")
