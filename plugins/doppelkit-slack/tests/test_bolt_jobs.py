@@ -243,3 +243,60 @@ def test_a_mention_that_waited_too_long_gets_an_apology_not_a_stale_answer(
         assert _health(bot.server.url)[1]["counts"]["expired"] == 1
     finally:
         stop_bot(bot)
+
+
+# --- failures that used to be silent ------------------------------------------------------------------
+
+
+def test_a_full_disk_is_reported_and_the_job_recorded_once_it_passes(
+    tmp_path: Path, slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    bot = start_bot(tmp_path, slack, EchoEngine(versions={(TEAM, "U_ANN"): "v1"}))
+    store = bot.runtime.parts.store
+    add_job = store.add_job
+    failing = [True]
+
+    def full_disk(values: dict[str, Any]) -> bool:
+        if failing[0]:
+            raise OperationalError("INSERT", {}, Exception("database or disk is full"))
+        return add_job(values)
+
+    monkeypatch.setattr(store, "add_job", full_disk)
+    try:
+        assert bot.mention().status == 200
+        assert wait_until(lambda: _health(bot.server.url)[0] == 503, 5)
+        health = _health(bot.server.url)[1]
+        assert "database or disk is full" in health["store"] and health["unrecorded"] == 1
+        assert health["counts"]["store_errors"] >= 1
+        failing[0] = False  # space again
+        [post] = replies(bot, n=1)
+        assert post.text.endswith("how are you?")
+        assert _health(bot.server.url)[0] == 200
+    finally:
+        stop_bot(bot)
+
+
+def test_a_post_slack_refuses_for_good_is_logged_with_its_code_and_counted(
+    bot_and_log: tuple[Any, pytest.LogCaptureFixture],
+) -> None:
+    bot, caplog = bot_and_log
+    bot.slack.inject_fault("chat.postMessage", "error", error="channel_not_found", times=None)
+    assert bot.mention().status == 200
+    assert wait_until(lambda: _health(bot.server.url)[1]["counts"].get("failed") == 1, 5)
+    bot.runtime.parts.replier.wait_idle(5)
+    assert bot.slack.count("chat.postMessage") == 1  # no notice where none can be posted
+    assert any("Slack error channel_not_found" in r.getMessage() for r in caplog.records)
+    assert _health(bot.server.url)[1]["last_failures"][0]["error"] == "channel_not_found"
+    job = bot.runtime.parts.store.get_job(f"{TEAM}:{CHANNEL}:{ROOT_TS}")
+    assert job is not None and job.state == "failed" and "channel_not_found" in (job.error or "")
+
+
+@pytest.fixture
+def bot_and_log(
+    tmp_path: Path, slack: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> Iterator[tuple[Any, pytest.LogCaptureFixture]]:
+    made = start_bot(tmp_path, slack, EchoEngine(versions={(TEAM, "U_ANN"): "v1"}))
+    yield made, caplog
+    stop_bot(made)

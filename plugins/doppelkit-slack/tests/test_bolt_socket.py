@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bolt_support import (
@@ -56,3 +57,55 @@ def test_a_socket_mode_slash_command_answers_in_the_ack(runtime: BoltRuntime) ->
     response = run_socket_mode_request(runtime.app, slash_command("status", team=TEAM))
     assert response.status == 200
     assert "Answering as: U_ANN" in response.body or "Answering as: Ann" in response.body
+
+
+class _RecordingSocket:
+    def __init__(self) -> None:
+        import logging
+
+        self.sent: list[Any] = []
+        self.logger = logging.getLogger("test.socket")
+
+    def send_socket_mode_response(self, response: Any) -> None:
+        self.sent.append(response)
+
+
+@pytest.mark.parametrize("spoil", [{"event": [1]}, {"event": "x"}, {"event_user": 5}, {"team_id": 7}])
+def test_malformed_socket_mode_envelopes_are_acked_and_dropped(
+    runtime: BoltRuntime, slack: FakeSlack, spoil: dict[str, Any]
+) -> None:
+    from slack_sdk.socket_mode.request import SocketModeRequest
+
+    from doppelkit_slack.bolt.server import socket_mode_handler
+
+    event = app_mention(f"<@{BOT_USER}> hi", user="U_BOB", channel=CHANNEL, ts=ROOT_TS, team=TEAM)
+    store_event_message(slack, event)
+    body = event_envelope(event, team=TEAM)
+    if "event_user" in spoil:
+        body["event"]["user"] = spoil["event_user"]
+    else:
+        body.update(spoil)
+    handler = socket_mode_handler(runtime.app, "xapp-test")
+    socket = _RecordingSocket()
+    request = SocketModeRequest(type="events_api", envelope_id="env-bad", payload=body)
+    handler.handle(socket, request)  # Bolt alone answers 500 or raises (then no ack: redelivery)
+    assert [r.envelope_id for r in socket.sent] == ["env-bad"]
+    wait_idle(runtime)
+    assert slack.posts == []
+
+
+def test_well_formed_socket_mode_envelopes_still_reach_bolt(runtime: BoltRuntime, slack: FakeSlack) -> None:
+    from slack_sdk.socket_mode.request import SocketModeRequest
+
+    from doppelkit_slack.bolt.server import socket_mode_handler
+
+    event = app_mention(f"<@{BOT_USER}> hi", user="U_BOB", channel=CHANNEL, ts=ROOT_TS, team=TEAM)
+    store_event_message(slack, event)
+    socket = _RecordingSocket()
+    request = SocketModeRequest(
+        type="events_api", envelope_id="env-ok", payload=event_envelope(event, team=TEAM)
+    )
+    socket_mode_handler(runtime.app, "xapp-test").handle(socket, request)
+    assert [r.envelope_id for r in socket.sent] == ["env-ok"]
+    wait_idle(runtime)
+    assert len(wait_for_posts(slack, 1)) == 1

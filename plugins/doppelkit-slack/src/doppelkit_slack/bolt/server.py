@@ -33,7 +33,7 @@ from doppelkit_slack.bolt.config import (
     BoltConfig,
     required_secret,
 )
-from doppelkit_slack.bolt.guard import ASGIApp, Receive, RequestGuard, Scope, Send
+from doppelkit_slack.bolt.guard import ASGIApp, Receive, RequestGuard, Scope, Send, envelope_problem
 from doppelkit_slack.bolt.oauth import OAuthCredentials, storage_failure
 from doppelkit_slack.bolt.runtime import BoltRuntime, build_runtime
 
@@ -246,6 +246,28 @@ class HttpServer:
         self.socket.close()
 
 
+def socket_mode_handler(app: App, app_token: str | None) -> Any:
+    """Bolt's Socket Mode handler, but an envelope whose shape Bolt would crash on (the HTTP
+    guard's :func:`~.guard.envelope_problem`) is acknowledged — so Slack does not redeliver
+    it — and dropped before Bolt sees it."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+    from slack_sdk.socket_mode.builtin.client import SocketModeClient
+    from slack_sdk.socket_mode.request import SocketModeRequest
+    from slack_sdk.socket_mode.response import SocketModeResponse
+
+    class CheckedSocketModeHandler(SocketModeHandler):
+        def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
+            payload = req.payload
+            problem = envelope_problem(payload) if isinstance(payload, dict) else "payload is not an object"
+            if problem is not None:
+                log.warning("acknowledged and dropped a malformed Socket Mode envelope: %s", problem)
+                client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+                return
+            super().handle(client, req)
+
+    return CheckedSocketModeHandler(app, app_token)
+
+
 def serve(config: BoltConfig, context: RunContext, engine: Engine) -> None:
     """``doppelkit serve frontend=bolt``: blocks until interrupted."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -276,9 +298,7 @@ def serve(config: BoltConfig, context: RunContext, engine: Engine) -> None:
             )
             server.run()
         else:
-            from slack_bolt.adapter.socket_mode import SocketModeHandler
-
             context.console.print(f"doppelkit bolt: connecting to Slack in Socket Mode{persona_note}")
-            SocketModeHandler(runtime.app, app_token).start()
+            socket_mode_handler(runtime.app, app_token).start()
     finally:
         runtime.close(wait=False)
