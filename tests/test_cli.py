@@ -99,7 +99,7 @@ def test_plugins_piped_are_plain_rows_never_wrapped() -> None:
     rows = piped.stdout.splitlines()
     lora = next(row for row in rows if row.startswith("lora\t"))
     assert lora.split("\t") == ["lora", "doppelkit-lora", lora.split("\t")[2], "trainer: lora; engine: peft",
-                                 "forget_person, forget_team"]  # fmt: skip
+                                 "forget_person, forget_team, locate_base"]  # fmt: skip
     assert "│" not in piped.stdout and "engines: peft, vllm" in rows
 
 
