@@ -325,3 +325,18 @@ def test_permissions_config_is_validated() -> None:
         BoltConfig(permissions={"train": ["everyone"]})
     with pytest.raises(ValidationError):
         BoltConfig(permissions={"dance": ["anyone"]})
+
+
+def test_command_acks_do_not_wait_for_a_slow_slack(bot: Bot) -> None:
+    import time
+
+    assert wait_until(lambda: bot.slack.count("users.list") >= 1)  # warmed at start-up
+    bot.runtime.parts.replier.wait_idle()
+    bot.slack.latency = 2.0  # every Web API call takes 2 s from now on
+    bot.runtime.parts.commands.directory.ttl = 0.0  # and the cached members are stale
+    for text in ("status Ann", "switch Ann", "list"):
+        started = time.perf_counter()
+        reply = command(bot, text)
+        assert time.perf_counter() - started < 1.0, f"/doppel {text} waited for Slack"
+        assert "Ann" in reply
+    bot.slack.latency = 0.0

@@ -44,25 +44,49 @@ class Member:
 
 
 class MemberDirectory:
-    """``users.list`` per team, cached for a few minutes (names change rarely)."""
+    """``users.list`` per team, cached (names change rarely).
+
+    Past ``ttl`` the cached members are still answered at once while a background thread
+    fetches fresh ones, so only the very first lookup of a team waits for Slack — and the
+    runtime warms the bot's own team at start-up (:meth:`warm`), so a ``/doppel`` ack does
+    not wait for ``users.list`` either."""
 
     def __init__(self, clients: Callable[[str], WebClient], ttl: float = DIRECTORY_TTL_S) -> None:
         self.clients = clients  # the team's client (its own token)
         self.ttl = ttl
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, dict[str, Member]]] = {}
+        self._refreshing: set[str] = set()
 
     def members(self, team: str) -> dict[str, Member]:
         with self._lock:
             cached = self._cache.get(team)
-            if cached and time.monotonic() - cached[0] < self.ttl:
-                return cached[1]
-        fetched = self._fetch(team)
-        if fetched is None:
-            return cached[1] if cached else {}
+        if cached is None:
+            return self._refresh(team)  # nothing known yet: this lookup waits, once
+        if time.monotonic() - cached[0] >= self.ttl:
+            self.warm(team)
+        return cached[1]
+
+    def warm(self, team: str) -> None:
+        """Fetch ``team``'s members in the background (unless a fetch is running)."""
         with self._lock:
-            self._cache[team] = (time.monotonic(), fetched)
-        return fetched
+            if team in self._refreshing:
+                return
+            self._refreshing.add(team)
+        threading.Thread(target=self._refresh, args=(team, True), name="doppel-members", daemon=True).start()
+
+    def _refresh(self, team: str, claimed: bool = False) -> dict[str, Member]:
+        try:
+            fetched = self._fetch(team)
+            with self._lock:
+                if fetched is not None:
+                    self._cache[team] = (time.monotonic(), fetched)
+                cached = self._cache.get(team)
+            return cached[1] if cached else {}
+        finally:
+            if claimed:
+                with self._lock:
+                    self._refreshing.discard(team)
 
     def users(self, team: str) -> list[User]:
         return [m.user for m in self.members(team).values()]

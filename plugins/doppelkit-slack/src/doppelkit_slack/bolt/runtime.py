@@ -197,6 +197,8 @@ def build_runtime(
         verify_token(client, config.startup_auth_attempts, config.api_retry_backoff) if bot_token else {}
     )
     directory = MemberDirectory(clients)
+    if isinstance(identity.get("team_id"), str):
+        directory.warm(identity["team_id"])  # so no /doppel ack waits for users.list
     chooser = PersonaChooser(
         store, engine, directory, resolve_command_line_persona(context.persona, context.home, engine)
     )
