@@ -192,8 +192,12 @@ class InProcessRunner:
         self._call(self.llm.add_lora(_lora_request(adapter)))
 
     def remove_adapter(self, adapter: Adapter) -> None:
-        if not self._closed:
-            self._call(self.llm.remove_lora(adapter.lora_id))
+        if self._closed:
+            return
+        if threading.current_thread() is self.thread:  # e.g. a request collected on the loop
+            self.loop.create_task(self.llm.remove_lora(adapter.lora_id))
+            return
+        self._call(self.llm.remove_lora(adapter.lora_id))
 
     def submit(self, request_id: str, ids: list[int], adapter: Adapter, sampling: Sampling) -> _Handle:
         from vllm import SamplingParams
