@@ -300,3 +300,26 @@ def bot_and_log(
     made = start_bot(tmp_path, slack, EchoEngine(versions={(TEAM, "U_ANN"): "v1"}))
     yield made, caplog
     stop_bot(made)
+
+
+def test_a_mention_held_in_memory_past_the_age_limit_gets_the_apology(
+    tmp_path: Path, slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    bot = start_bot(tmp_path, slack, EchoEngine(versions={(TEAM, "U_ANN"): "v1"}), reply_max_age_s=0.5)
+    store = bot.runtime.parts.store
+    add_job, until = store.add_job, time.monotonic() + 1.0
+
+    def unavailable_for_a_second(values: dict[str, Any]) -> bool:
+        if time.monotonic() < until:
+            raise OperationalError("INSERT", {}, Exception("database or disk is full"))
+        return add_job(values)
+
+    monkeypatch.setattr(store, "add_job", unavailable_for_a_second)
+    try:
+        assert bot.mention().status == 200  # the age counts from here, not from the late insert
+        [post] = replies(bot, n=1)
+        assert "took too long" in post.text and bot.engine.calls == []
+    finally:
+        stop_bot(bot)

@@ -464,16 +464,11 @@ class PersonaStore:
 
     def add_job(self, values: dict[str, Any]) -> bool:
         """Record a reply job (``key``, ``kind``, ``team``, ``channel``, ``ts``, ``thread_ts``,
-        ``user_id``, ``text``, ``bot_user_id``, ``bot_id``); False if its key exists already."""
+        ``user_id``, ``text``, ``bot_user_id``, ``bot_id``; ``created_at``: when the mention
+        arrived, default now); False if its key exists already."""
         stamp = now()
-        row = {
-            **values,
-            "state": JOB_QUEUED,
-            "posted": 0,
-            "attempts": 0,
-            "created_at": stamp,
-            "updated_at": stamp,
-        }
+        row = {"created_at": stamp, **values, "state": JOB_QUEUED, "posted": 0, "attempts": 0}
+        row["updated_at"] = stamp
         try:
             with self._write() as conn:
                 conn.execute(self.jobs.insert().values(**row))

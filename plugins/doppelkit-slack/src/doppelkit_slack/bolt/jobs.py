@@ -41,6 +41,7 @@ from doppelkit_slack.store import JOB_DONE, JOB_FAILED, JobRecord, PersonaStore,
 log = logging.getLogger("doppelkit.bolt")
 REPLY, BUSY = "reply", "busy"
 MAX_UNRECORDED = 10_000  # jobs held in memory while the store is unavailable
+PRUNE_EVERY_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,8 @@ class ReplyJobs:
                 log.error("store unavailable and %d jobs waiting in memory: dropping %s", MAX_UNRECORDED, key)
                 return "dropped"
             busy = len(self._queue) >= self.settings.queue_max
-            pending = _Pending({**values, "kind": BUSY if busy else REPLY})
+            # Its age counts from now, even if the store records it only minutes later.
+            pending = _Pending({**values, "kind": BUSY if busy else REPLY, "created_at": now()})
             self._unrecorded[key] = pending
             self._lock.notify_all()
         if pending.done.wait(self.settings.ack_wait_s):
@@ -267,6 +269,7 @@ class ReplyJobs:
     def _lease_loop(self) -> None:
         poll = self.settings.poll_s or self.settings.lease_s / 4
         first = True
+        pruned = time.monotonic()
         while not self._stopping.is_set():
             try:
                 if first:  # at start: whatever an earlier run left, at once
@@ -275,6 +278,9 @@ class ReplyJobs:
                     first = False
                 self.store.renew_leases(self.owner, self.lease)
                 self._sweep(poll)
+                if time.monotonic() - pruned > PRUNE_EVERY_S:
+                    pruned = time.monotonic()
+                    self.store.prune_claims()  # finished jobs and claims older than a day
             except Exception as exc:
                 self._store_failed(exc)
             self._stopping.wait(poll)
