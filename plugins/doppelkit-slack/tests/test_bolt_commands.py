@@ -340,3 +340,15 @@ def test_command_acks_do_not_wait_for_a_slow_slack(bot: Bot) -> None:
         assert time.perf_counter() - started < 1.0, f"/doppel {text} waited for Slack"
         assert "Ann" in reply
     bot.slack.latency = 0.0
+
+
+@pytest.mark.parametrize(("field", "value"), [("channel", "../../etc"), ("user", "U" * 300), ("user", "")])
+def test_a_command_whose_channel_or_user_is_not_a_slack_id_does_nothing(
+    bot: Bot, engine: EchoEngine, field: str, value: str
+) -> None:
+    steps = FakeSteps(engine)
+    use_steps(bot, steps)
+    reply = command(bot, "train Bob", **{field: value})
+    assert reply.startswith("This command's channel or user is not a Slack ID")
+    bot.runtime.training.join(5)
+    assert steps.trained == [] and bot.runtime.parts.store.get(TEAM, "U_BOB") is None

@@ -91,6 +91,7 @@ def build_app(
 
 
 NOT_SERVED = "This bot does not serve this workspace."
+NOT_SLACK_IDS = "This command's channel or user is not a Slack ID; nothing was done."
 
 
 def served_team(claimed: object, context: BoltContext) -> str | None:
@@ -139,6 +140,9 @@ def register_listeners(app: App, parts: BotParts) -> None:
             channel=str(command.get("channel_id") or ""),
             user_id=str(command.get("user_id") or ""),
         )
+        if not (SAFE_ID.fullmatch(invocation.channel) and SAFE_ID.fullmatch(invocation.user_id)):
+            ack(text=NOT_SLACK_IDS, response_type="ephemeral")  # they key posts and records
+            return
         try:
             reply = parts.commands.handle(str(command.get("text") or ""), invocation)
         except Exception:
