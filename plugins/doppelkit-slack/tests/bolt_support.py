@@ -8,10 +8,17 @@ delivering the event, as Slack does, so the bot can read the thread and reply in
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pytest
+import sqlalchemy as sa
 
 from doppelkit.testing.fakes import EchoEngine
 from doppelkit.testing.helpers import make_context
@@ -133,3 +140,29 @@ def replies(bot: Bot, n: int = 1, settle: float = 0.3) -> list[Post]:
     time.sleep(settle)
     wait_idle(bot.runtime)
     return list(bot.slack.posts)
+
+
+POSTGRES_URL = os.environ.get("DOPPELKIT_TEST_POSTGRES_URL")
+
+
+@contextlib.contextmanager
+def database(kind: str) -> Iterator[str | None]:
+    """A store URL for ``kind``: None (SQLite under home) or, for ``postgres``, a private schema
+    on DOPPELKIT_TEST_POSTGRES_URL (every table the bot makes lands there; dropped after).
+    Without that variable the test is skipped; with it, an unreachable server fails the test."""
+    if kind == "sqlite":
+        yield None
+        return
+    if not POSTGRES_URL:
+        pytest.skip("set DOPPELKIT_TEST_POSTGRES_URL to run the bot on PostgreSQL")
+    schema = f"doppel_bot_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(POSTGRES_URL)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    url = sa.make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()

@@ -105,7 +105,7 @@ def start_oauth_bot(
     tmp_path: Path, slack: FakeSlack, oauth: FakeOAuth, engine: EchoEngine, **config: Any
 ) -> OAuthBot:
     options = {"mode": "http", "port": 0, "api_url": slack.url, "api_retries": 1, "api_retry_backoff": 0.01}
-    settings = BoltConfig(**{**options, "avatar": "none", "oauth": True, **config})
+    settings = BoltConfig(**{**options, "avatar": "none", "oauth": True, "consent": "none", **config})
     context = make_context(tmp_path / "home")
     runtime = build_runtime(
         settings,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bolt_support import ADMIN, TEAM, Bot, start_bot, stop_bot, wait_until
+from bolt_support import ADMIN, TEAM, Bot, database, start_bot, stop_bot, wait_until
 from test_bolt_commands import FakeSteps, use_steps
 
 from doppelkit.testing.fakes import EchoEngine
@@ -27,12 +27,15 @@ def engine() -> EchoEngine:
     return EchoEngine()
 
 
-@pytest.fixture
-def bot(tmp_path: Path, slack: FakeSlack, engine: EchoEngine) -> Iterator[Bot]:
-    made = start_bot(tmp_path, slack, engine, persona=None, consent="ask")
-    use_steps(made, FakeSteps(engine))
-    yield made
-    stop_bot(made)
+@pytest.fixture(params=["sqlite", "postgres"])
+def bot(
+    request: pytest.FixtureRequest, tmp_path: Path, slack: FakeSlack, engine: EchoEngine
+) -> Iterator[Bot]:
+    with database(request.param) as url:
+        made = start_bot(tmp_path, slack, engine, persona=None, consent="ask", store_url=url)
+        use_steps(made, FakeSteps(engine))
+        yield made
+        stop_bot(made)
 
 
 def command(bot: Bot, text: str, user: str = ADMIN) -> str:

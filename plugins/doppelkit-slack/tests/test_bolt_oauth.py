@@ -6,11 +6,12 @@ and every way an install can go wrong ends on a page that says so."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from bolt_support import TEAM
+from bolt_support import TEAM, database
 from oauth_support import OTHER, OAuthBot, start_oauth_bot, stop_oauth_bot, two_workspaces
 
 from doppelkit.testing.fakes import EchoEngine
@@ -25,12 +26,13 @@ def engine() -> EchoEngine:
     return EchoEngine(versions={(TEAM, ANN): "v1", (OTHER, ZED): "v7"})
 
 
-@pytest.fixture
-def bot(tmp_path: Path, engine: EchoEngine) -> Iterator[OAuthBot]:
-    slack, oauth = two_workspaces()
-    made = start_oauth_bot(tmp_path, slack, oauth, engine)
-    yield made
-    stop_oauth_bot(made)
+@pytest.fixture(params=["sqlite", "postgres"])
+def bot(request: pytest.FixtureRequest, tmp_path: Path, engine: EchoEngine) -> Iterator[OAuthBot]:
+    with database(request.param) as url:
+        slack, oauth = two_workspaces()
+        made = start_oauth_bot(tmp_path, slack, oauth, engine, store_url=url)
+        yield made
+        stop_oauth_bot(made)
 
 
 @pytest.fixture
@@ -170,7 +172,7 @@ def test_an_expired_state_is_refused_and_purged(bot: OAuthBot) -> None:
     browser, link = started(bot)
     states = bot.runtime.oauth.states  # type: ignore[union-attr]
     with states.engine.begin() as conn:
-        conn.execute(states.oauth_states.update().values(expire_at=sa.func.datetime("2000-01-01")))
+        conn.execute(states.oauth_states.update().values(expire_at=datetime(2000, 1, 1)))
     back = bot.oauth.approve(link, team=TEAM, user=ANN)
     page = browser.get(back)
     assert page.status == 401 and "expired" in page.text and nothing_installed(bot)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bolt_support import TEAM, wait_until
+from bolt_support import TEAM, database, wait_until
 from oauth_support import OTHER, OTHER_BOT_USER, OAuthBot, start_oauth_bot, stop_oauth_bot, two_workspaces
 from test_bolt_uninstall import seed_workspace
 
@@ -20,12 +20,18 @@ from doppelkit_slack.bolt.oauth import installed_teams
 from doppelkit_slack.testing.bolt import wait_idle
 
 
-@pytest.fixture
-def bot(tmp_path: Path) -> Iterator[OAuthBot]:
+@pytest.fixture(params=["sqlite", "postgres"])
+def bot(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OAuthBot]:
+    with database(request.param) as url:
+        yield from installed_bot(tmp_path, url)
+
+
+def installed_bot(tmp_path: Path, url: str | None) -> Iterator[OAuthBot]:
     slack, oauth = two_workspaces()
     made = start_oauth_bot(
         tmp_path, slack, oauth, EchoEngine(versions={(TEAM, "U_ANN"): "v1", (OTHER, "U_ZED"): "v1"}),
         user_scopes=["users:read"],  # the installer also grants a user token
+        store_url=url,
     )  # fmt: skip
     for team in (TEAM, OTHER):
         assert "doppelkit is installed" in made.install(team, user="U_ANN" if team == TEAM else "U_ZED").text

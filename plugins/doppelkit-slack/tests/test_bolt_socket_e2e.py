@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from bolt_support import BOT_USER, CHANNEL, TEAM, TOKEN, store_event_message, wait_for_posts
+from bolt_support import BOT_USER, CHANNEL, TEAM, TOKEN, database, store_event_message, wait_for_posts
 
 from doppelkit.testing.fakes import EchoEngine
 from doppelkit.testing.helpers import make_context
@@ -31,12 +31,26 @@ def socket(slack: FakeSlack) -> Iterator[FakeSocketMode]:
         yield server
 
 
-@pytest.fixture
-def runtime(tmp_path: Path, slack: FakeSlack, socket: FakeSocketMode) -> Iterator[BoltRuntime]:
+@pytest.fixture(params=["sqlite", "postgres"])
+def runtime(
+    request: pytest.FixtureRequest, tmp_path: Path, slack: FakeSlack, socket: FakeSocketMode
+) -> Iterator[BoltRuntime]:
+    with database(request.param) as url:
+        yield from connected(tmp_path, slack, socket, url)
+
+
+def connected(
+    tmp_path: Path, slack: FakeSlack, socket: FakeSocketMode, url: str | None
+) -> Iterator[BoltRuntime]:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     config = BoltConfig(
-        mode="socket", api_url=slack.url, avatar="none", api_retry_backoff=0.01, consent="none"
+        mode="socket",
+        api_url=slack.url,
+        avatar="none",
+        api_retry_backoff=0.01,
+        consent="none",
+        store_url=url,
     )
     made = build_runtime(
         config,
