@@ -55,12 +55,13 @@ VLLM_PIP   := $(VLLM_BIN)/python -m pip
 VLLM_LOCK  := plugins/doppelkit-vllm/requirements-cpu.txt
 VLLM_STAMP := $(VLLM_VENV)/.installed
 
-$(VLLM_STAMP): $(VLLM_LOCK) constraints.txt pyproject.toml plugins/doppelkit-lora/pyproject.toml plugins/doppelkit-vllm/pyproject.toml
+$(VLLM_STAMP): $(VLLM_LOCK) constraints.txt pyproject.toml plugins/doppelkit-lora/pyproject.toml \
+              plugins/doppelkit-slack/pyproject.toml plugins/doppelkit-vllm/pyproject.toml
 	test -x $(VLLM_BIN)/python || $(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_PIP) install --quiet --upgrade pip
 	$(VLLM_PIP) install --quiet -c constraints.txt torch==2.13.0
 	$(VLLM_PIP) install --quiet --no-deps -r $(VLLM_LOCK)
-	$(VLLM_PIP) install --quiet --no-deps -e . -e plugins/doppelkit-lora -e plugins/doppelkit-vllm
+	$(VLLM_PIP) install --quiet --no-deps -e . -e plugins/doppelkit-lora -e plugins/doppelkit-slack -e plugins/doppelkit-vllm
 	touch $(VLLM_STAMP)
 
 install-vllm: $(VLLM_STAMP)
