@@ -323,3 +323,31 @@ def test_a_mention_held_in_memory_past_the_age_limit_gets_the_apology(
         assert "took too long" in post.text and bot.engine.calls == []
     finally:
         stop_bot(bot)
+
+
+def test_a_job_whose_worker_could_not_record_its_progress_is_retried(
+    tmp_path: Path, slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    bot = start_bot(tmp_path, slack, EchoEngine(versions={(TEAM, "U_ANN"): "v1"}), reply_lease_s=1)
+    store = bot.runtime.parts.store
+    update_job, failures = store.update_job, [2]  # saving the reply, then recording the failure
+
+    def flaky(key: str, owner: str, **values: Any) -> bool:
+        if failures[0]:
+            failures[0] -= 1
+            raise OperationalError("UPDATE", {}, Exception("disk I/O error"))
+        return update_job(key, owner, **values)
+
+    monkeypatch.setattr(store, "update_job", flaky)
+    try:
+        assert bot.mention().status == 200
+        assert wait_until(lambda: len(slack.posts) == 1, 10), "the job stayed stuck under a renewed lease"
+        time.sleep(0.5)
+        [post] = slack.posts
+        assert post.text.endswith("how are you?")
+        job = store.get_job(f"{TEAM}:{CHANNEL}:{ROOT_TS}")
+        assert job is not None and job.state == "done" and job.attempts == 2
+    finally:
+        stop_bot(bot)

@@ -535,13 +535,18 @@ class PersonaStore:
                 .values(state=JOB_QUEUED, owner=None, lease_until=None, updated_at=now())
             ).rowcount
 
-    def renew_leases(self, owner: str, lease: timedelta) -> int:
+    def renew_leases(self, owner: str, lease: timedelta, keys: builtins.list[str] | None = None) -> int:
+        """Extend the lease of the owner's running jobs (only ``keys``, when given: the jobs a
+        worker is really working on, so one a worker gave up on runs out and is taken over)."""
+        if keys is not None and not keys:
+            return 0
         stamp = now()
+        condition = sa.and_(self.jobs.c.owner == owner, self.jobs.c.state == JOB_RUNNING)
+        if keys is not None:
+            condition = sa.and_(condition, self.jobs.c.key.in_(keys))
         with self._write() as conn:
             return conn.execute(
-                self.jobs.update()
-                .where(self.jobs.c.owner == owner, self.jobs.c.state == JOB_RUNNING)
-                .values(lease_until=stamp + lease)
+                self.jobs.update().where(condition).values(lease_until=stamp + lease)
             ).rowcount
 
     def update_job(self, key: str, owner: str, **values: Any) -> bool:

@@ -116,6 +116,7 @@ class ReplyJobs:
         self._notices: deque[str] = deque()  # busy notices (keys)
         self._known: set[str] = set()  # keys queued here or being worked on here
         self._working = 0
+        self._active: set[str] = set()  # keys a worker of this process holds right now
         self._queued_at: dict[str, float] = {}
         self._store_error: str | None = None
         self._store_since = time.monotonic()
@@ -255,14 +256,19 @@ class ReplyJobs:
         if record is None:
             return  # another worker has it, or it is finished
         claimed = ClaimedJob(record, self.store, self.owner)
+        with self._lock:
+            self._active.add(key)
         try:
             self.handler(claimed)
         except Exception as exc:  # the handler reports its own failures; this is a last resort
             log.exception("reply job %s failed", key)
             try:
                 claimed.finish(f"{type(exc).__name__}: {exc}"[:1000])
-            except Exception:
-                log.exception("could not record the failure of job %s", key)
+            except Exception:  # the store failed: the lease runs out and the job is retried
+                log.exception("could not record the failure of job %s; it will be retried", key)
+        finally:
+            with self._lock:
+                self._active.discard(key)
 
     # --- leases and the sweep ---------------------------------------------------------------------
 
@@ -276,7 +282,9 @@ class ReplyJobs:
                     self._release_dead_owners()
                     self._sweep(0.0)
                     first = False
-                self.store.renew_leases(self.owner, self.lease)
+                with self._lock:
+                    active = sorted(self._active)
+                self.store.renew_leases(self.owner, self.lease, active)
                 self._sweep(poll)
                 if time.monotonic() - pruned > PRUNE_EVERY_S:
                     pruned = time.monotonic()
