@@ -27,6 +27,7 @@ from bolt_support import (
     SECRET,
     TEAM,
     TOKEN,
+    database,
     replies,
     start_bot,
     stop_bot,
@@ -84,7 +85,18 @@ def processes() -> Iterator[list[BotProcess]]:
         bot.stop()
 
 
-def start(processes: list[BotProcess], tmp_path: Path, slack: FakeSlack, **options: Any) -> BotProcess:
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_config(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """The store both bot processes share: SQLite under home, or a private PostgreSQL schema."""
+    with database(request.param) as url:
+        yield {"store_url": url} if url else {}
+
+
+def start(
+    processes: list[BotProcess], tmp_path: Path, slack: FakeSlack, config: dict[str, Any], **options: Any
+) -> BotProcess:
+    if config:
+        options["config"] = config
     bot = BotProcess(tmp_path / "home", slack, tmp_path / f"bot{len(processes)}.log", **options)
     processes.append(bot)
     return bot
@@ -106,10 +118,10 @@ def _mention_stored(slack: FakeSlack) -> None:
 
 
 def test_killed_while_generating_the_next_bot_answers_once(
-    tmp_path: Path, slack: FakeSlack, processes: list[BotProcess]
+    tmp_path: Path, slack: FakeSlack, processes: list[BotProcess], store_config: dict[str, Any]
 ) -> None:
     _mention_stored(slack)
-    first = start(processes, tmp_path, slack, delay=60)
+    first = start(processes, tmp_path, slack, store_config, delay=60)
     assert first.mention(event_id="EvKILL1") == 200
     # The thread is read just before the engine starts generating.
     assert wait_until(lambda: slack.count("conversations.replies") >= 1, 20)
@@ -117,33 +129,33 @@ def test_killed_while_generating_the_next_bot_answers_once(
     first.kill()
     assert slack.posts == []
 
-    second = start(processes, tmp_path, slack)
+    second = start(processes, tmp_path, slack, store_config)
     assert second.mention(event_id="EvKILL1", retry_num=1) == 200  # Slack's retry: no second job
     [text] = texts_when_settled(slack, 1)
     assert text == f"Ann says: &lt;@{BOT_USER}&gt; how are you?"
 
 
 def test_killed_while_waiting_on_a_429_the_rest_is_posted_once(
-    tmp_path: Path, slack: FakeSlack, processes: list[BotProcess]
+    tmp_path: Path, slack: FakeSlack, processes: list[BotProcess], store_config: dict[str, Any]
 ) -> None:
     _mention_stored(slack)
     slack.inject_fault("chat.postMessage", "ratelimited", nth=2, retry_after=40)
-    first = start(processes, tmp_path, slack, messages=PARTS)
+    first = start(processes, tmp_path, slack, store_config, messages=PARTS)
     assert first.mention() == 200
     assert wait_until(lambda: slack.count("chat.postMessage") >= 2, 20)  # part one, then a 429
     time.sleep(0.3)
     first.kill()
     assert [p.text for p in slack.posts] == PARTS[:1]
 
-    start(processes, tmp_path, slack, messages=["a different answer"])
+    start(processes, tmp_path, slack, store_config, messages=["a different answer"])
     assert texts_when_settled(slack, 3) == PARTS  # the saved reply is finished, not regenerated
 
 
 def test_killed_after_slack_took_a_part_but_before_it_was_recorded(
-    tmp_path: Path, slack: FakeSlack, processes: list[BotProcess]
+    tmp_path: Path, slack: FakeSlack, processes: list[BotProcess], store_config: dict[str, Any]
 ) -> None:
     _mention_stored(slack)
-    first = start(processes, tmp_path, slack, messages=PARTS)
+    first = start(processes, tmp_path, slack, store_config, messages=PARTS)
 
     def kill_after_the_second_post(call: Call) -> None:
         if call.method == "chat.postMessage" and call.ok and len(slack.posts) == 2:
@@ -155,7 +167,7 @@ def test_killed_after_slack_took_a_part_but_before_it_was_recorded(
     assert wait_until(lambda: first.process.poll() is not None, 20)
     assert [p.text for p in slack.posts] == PARTS[:2]
 
-    start(processes, tmp_path, slack, messages=PARTS)
+    start(processes, tmp_path, slack, store_config, messages=PARTS)
     assert texts_when_settled(slack, 3) == PARTS
     assert [p.params["metadata"]["event_payload"]["part"] for p in slack.posts] == [0, 1, 2]
 
