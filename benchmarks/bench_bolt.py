@@ -15,8 +15,9 @@ Three conditions (``SCENARIOS``):
 * ``slow_slack`` — every Web API call takes 5 s (after start-up): acks never call Slack, so
   they stay fast while replies crawl (the run stops without waiting for them);
 * ``locked_store`` — another process holds the SQLite store's write lock for the whole
-  sending window: acks wait at most ``ack_store_wait_s`` (50 ms), jobs wait in memory, and once
-  the lock goes every event is answered exactly once.
+  sending window: acks wait at most ``ack_store_wait_s`` (25 ms), jobs wait in memory, and once
+  the lock goes every event is answered exactly once;
+* ``slow_slack+locked_store`` — both at once.
 
 Run either way (not part of ``make test``)::
 
@@ -82,7 +83,7 @@ def open_loop(send: Any, count: int, rate: float, pool: ThreadPoolExecutor) -> l
     return [f.result() for f in futures]
 
 
-SCENARIOS = ("busy_engine", "slow_slack", "locked_store")
+SCENARIOS = ("busy_engine", "slow_slack", "locked_store", "slow_slack+locked_store")
 SLOW_SLACK_S = 5.0
 
 
@@ -103,9 +104,9 @@ def run(
             bot.mention(ts="1600000000.000001", event_id="EvWARM")
             baseline = open_loop(lambda i: sender.post(challenge).elapsed, count, rate, pool)
             wait_for_posts(stub, 1, timeout=10)
-            if scenario == "slow_slack":
+            if "slow_slack" in scenario:
                 stub.latency = SLOW_SLACK_S
-            elif scenario == "locked_store":
+            if "locked_store" in scenario:
                 locker = sqlite3.connect(
                     str(bot.runtime.parts.home.state / "doppelkit.db"), isolation_level=None
                 )
@@ -134,7 +135,7 @@ def run(
         posts = None
         if locker is not None:
             locker.execute("ROLLBACK")  # the lock goes: the jobs waiting in memory are recorded
-        if scenario != "slow_slack":  # with a 5 s Slack the replies take minutes: not waited for
+        if "slow_slack" not in scenario:  # with a 5 s Slack the replies take minutes: not waited for
             wait_idle(bot.runtime, timeout=120)
             wait_for_posts(stub, count + 1, timeout=30)
             time.sleep(0.5)
@@ -170,6 +171,7 @@ def report(result: dict[str, Any]) -> None:
         "busy_engine": "with the engine busy",
         "slow_slack": f"with every Slack call taking {SLOW_SLACK_S:.0f} s",
         "locked_store": "with the store write-locked by another process",
+        "slow_slack+locked_store": f"with {SLOW_SLACK_S:.0f} s Slack calls and the store write-locked",
     }[result["scenario"]]
     print(
         f"\n{result['events']} signed app_mentions at {RATE_PER_S}/s {condition} "

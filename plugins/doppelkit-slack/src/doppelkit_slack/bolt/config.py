@@ -55,7 +55,7 @@ class BoltConfig(BaseModel):
     reply_queue_max: int = Field(100, ge=1)  # mentions waiting for a worker; more get a "busy" notice
     reply_max_age_s: float = Field(300, gt=0)  # a mention waiting longer gets an apology, not a stale reply
     reply_lease_s: float = Field(60, ge=1)  # a killed bot's unfinished replies are taken over after this
-    ack_store_wait_s: float = Field(0.05, gt=0, le=2)  # longest an ack waits for the store to record a job
+    ack_store_wait_s: float = Field(0.025, gt=0, le=2)  # longest an ack waits for the store to record a job
     startup_auth_attempts: int = Field(5, ge=1, le=100)  # auth.test tries at start (transient failures)
     answer_dms: bool = True
     avatar: Literal["none", "profile", "disguise"] = "disguise"

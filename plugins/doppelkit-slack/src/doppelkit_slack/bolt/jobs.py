@@ -50,7 +50,7 @@ class JobSettings:
     queue_max: int = 100
     max_age_s: float = 300.0
     lease_s: float = 60.0
-    ack_wait_s: float = 0.05
+    ack_wait_s: float = 0.025
     poll_s: float | None = None  # how often leases are renewed and the store is swept; lease_s / 4
 
 
