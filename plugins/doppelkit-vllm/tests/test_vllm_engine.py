@@ -4,6 +4,7 @@ streaming, and base rows that never pick up a persona."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -138,6 +139,25 @@ def test_an_adapter_above_max_lora_rank_is_refused_clearly(tmp_path: Any) -> Non
     engine = make_vllm(home, GREEDY)  # max_lora_rank=8
     with pytest.raises(UserError, match=r"rank 16, above engine.max_lora_rank=8; set .*=16"):
         engine._check_rank(artifacts.checked_files(home, published))
+
+
+def test_closing_the_engine_fails_a_reply_in_progress(vllm_engine: Any) -> None:
+    """Last in this module: it closes the module's engine."""
+    from doppelkit.errors import UserError
+
+    vllm_engine.reply(MAYA, thread(QUESTIONS[0]))  # vLLM started
+    vllm_engine.config = vllm_engine.config.model_copy(update={"max_new_tokens": 200, "ignore_eos": True})
+    vllm_engine._base.stop_ids = frozenset()  # a reply that runs long enough to be cut off
+    stream = vllm_engine.stream(MAYA, thread(QUESTIONS[0]))
+    next(stream)
+    vllm_engine.close()
+    started = time.monotonic()
+    with pytest.raises(UserError, match="closed"):
+        for _chunk in stream:
+            pass
+    assert time.monotonic() - started < 30, "the caller is released, not left waiting"
+    with pytest.raises(UserError, match="closed"):
+        vllm_engine.reply(MAYA, thread(QUESTIONS[0]))
 
 
 def prompt_of(engine: Any, question: str) -> list[int]:

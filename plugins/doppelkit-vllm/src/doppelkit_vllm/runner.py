@@ -181,6 +181,8 @@ class InProcessRunner:
             self._stop_loop()
             raise
         self._closed = False
+        self._live: set[_Handle] = set()  # requests not finished yet: failed by close()
+        self._live_lock = threading.Lock()
 
     def _call(self, coroutine: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
@@ -219,6 +221,10 @@ class InProcessRunner:
         handle = _Handle()
         prompt = TokensPrompt(prompt_token_ids=ids)
         lora = _lora_request(adapter)
+        with self._live_lock:
+            if self._closed:
+                raise UserError("the vllm engine is closed")
+            self._live.add(handle)
 
         async def pump() -> None:
             try:
@@ -234,15 +240,22 @@ class InProcessRunner:
                 raise
             except Exception as exc:
                 handle.out.put(exc)
+            finally:
+                with self._live_lock:
+                    self._live.discard(handle)
 
         future = asyncio.run_coroutine_threadsafe(pump(), self.loop)
         handle.abort = lambda: self.loop.call_soon_threadsafe(future.cancel)
         return handle
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+        with self._live_lock:
+            if self._closed:
+                return
+            self._closed = True
+            live, self._live = self._live, set()
+        for handle in live:  # their callers would wait for ever on a stopped loop
+            handle.out.put(UserError("the vllm engine was closed before this reply was finished"))
         with contextlib.suppress(Exception):
             self.llm.shutdown()
         self.llm = None  # shut down now, not again from AsyncLLM.__del__ at interpreter exit
