@@ -233,3 +233,26 @@ def test_oauth_needs_http_mode_and_the_app_credentials(monkeypatch: pytest.Monke
     monkeypatch.delenv("SLACK_CLIENT_SECRET")
     with pytest.raises(UserError, match="SLACK_CLIENT_SECRET is not set"):
         bot_credentials(BoltConfig(oauth=True, mode="http"))
+
+
+def test_the_database_down_during_an_event_is_an_apology_not_a_5xx(
+    installed: OAuthBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from doppelkit_slack.bolt.app import AUTHORIZE_FAILED
+
+    bot = installed
+    installations = bot.runtime.oauth.installations  # type: ignore[union-attr]
+
+    def down(*_args: object, **_kwargs: object) -> None:
+        raise sa.exc.OperationalError("SELECT", {}, Exception("the database is down"))
+
+    monkeypatch.setattr(installations, "find_bot", down)
+    assert bot.mention(TEAM, "1700000000.000500").status == 200
+    hook = bot.slack.response_url("down")
+    response = bot.sender.send_command("status", team=TEAM, user="U_BOB", response_url=hook)
+    assert response.status == 200
+    assert [r["text"] for r in bot.slack.responses_to("down")] == [AUTHORIZE_FAILED]
+    monkeypatch.undo()  # back up: the bot answers again, nothing crashed meanwhile
+    assert bot.posts(TEAM, 0) == []
+    bot.mention(TEAM, "1700000000.000600")
+    assert len(bot.posts(TEAM, 1)) == 1

@@ -25,6 +25,7 @@ import builtins
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -52,6 +53,7 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
 }
 DEFAULT_DB_NAME = "doppelkit.db"
 SCHEMA_LOCK_KEY = 0x646F7070656C  # "doppel": the advisory lock held while creating tables
+SCHEMA_ATTEMPTS = 5
 
 
 class StoreError(UserError):
@@ -221,13 +223,16 @@ class PersonaStore:
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
                 metadata.create_all(conn)
             return
-        for attempt in range(3):
+        for attempt in range(SCHEMA_ATTEMPTS):
             try:
                 metadata.create_all(self.engine)
                 return
-            except (OperationalError, ProgrammingError) as exc:
-                if "already exists" not in str(exc) or attempt == 2:
+            except (OperationalError, ProgrammingError):
+                # Another process created a table first ("already exists"), held the lock, or
+                # changed the schema under this check: check again. A real fault persists.
+                if attempt == SCHEMA_ATTEMPTS - 1:
                     raise
+                time.sleep(0.05 * (attempt + 1))
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -76,6 +76,7 @@ def build_app(
         token_verification_enabled=False,  # verified once at start-up instead, with retries
         oauth_settings=oauth_settings,
         installation_store_bot_only=True if oauth_settings else None,
+        user_facing_authorize_error_message=AUTHORIZE_FAILED,
         logger=BOLT_LOGGER,
     )
     if auth_test is not None:
@@ -91,6 +92,12 @@ def build_app(
 
 
 NOT_SERVED = "This bot does not serve this workspace."
+# Bolt's answer when a request cannot be authorised: no install for the team, or the database
+# holding the installs is unreachable right now.
+AUTHORIZE_FAILED = (
+    "Sorry, I can't answer in this workspace right now: I could not find its installation (the "
+    "database may be unavailable). Try again in a minute; if it keeps failing, reinstall the app."
+)
 NOT_SLACK_IDS = "This command's channel or user is not a Slack ID; nothing was done."
 
 
@@ -139,6 +146,7 @@ def register_listeners(app: App, parts: BotParts) -> None:
             team=team,
             channel=str(command.get("channel_id") or ""),
             user_id=str(command.get("user_id") or ""),
+            response_url=str(command.get("response_url") or ""),
         )
         if not (SAFE_ID.fullmatch(invocation.channel) and SAFE_ID.fullmatch(invocation.user_id)):
             ack(text=NOT_SLACK_IDS, response_type="ephemeral")  # they key posts and records

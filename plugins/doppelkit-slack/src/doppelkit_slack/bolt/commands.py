@@ -38,6 +38,7 @@ class Invocation:
     team: str
     channel: str
     user_id: str
+    response_url: str = ""  # where the outcome of slow work is reported (5 uses, 30 minutes)
 
 
 class DoppelCommands:
@@ -138,14 +139,23 @@ class DoppelCommands:
             return refusal
         try:
             if self.consent is not None:
-                return self.consent.train(inv.team, inv.channel, inv.user_id, user)
-            self.start_training(inv.team, inv.channel, user, inv.user_id)
+                return self.consent.train(inv.team, inv.channel, inv.user_id, user, inv.response_url)
+            self.start_training(inv.team, inv.channel, user, inv.user_id, inv.response_url)
         except (StoreError, TrainingNotStarted) as exc:
             return str(exc)
         return f"Started training {user.label}. I'll post progress in this channel."
 
-    def start_training(self, team: str, channel: str, user: User, requested_by: str) -> None:
-        self.training.start(team, channel, user, requested_by=requested_by, limit=self.persona_limit)
+    def start_training(
+        self, team: str, channel: str, user: User, requested_by: str, response_url: str = ""
+    ) -> None:
+        self.training.start(
+            team,
+            channel,
+            user,
+            requested_by=requested_by,
+            limit=self.persona_limit,
+            response_url=response_url,
+        )
 
     def list(self, argument: str, inv: Invocation) -> str:
         records = {r.user_id: r for r in self.store.list(inv.team)}

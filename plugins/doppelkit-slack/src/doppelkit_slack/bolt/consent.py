@@ -206,32 +206,32 @@ class ConsentGate:
         mode: str,
         consents: ConsentStore,
         clients: Callable[[str], WebClient],
-        start: Callable[[str, str, User, str], None],
+        start: Callable[[str, str, User, str, str], None],
         forget: Callable[[str, str], None],
         notify: Callable[[str, str, str], None],
     ) -> None:
         self.mode = mode
         self.consents = consents
         self.clients = clients
-        self.start = start  # (team, channel, person, requested_by): raises StoreError & co.
+        self.start = start  # (team, channel, person, requested_by, response_url): raises StoreError & co.
         self.forget = forget  # (team, person): everything about them, through the forget hooks
         self.notify = notify  # (team, channel, text)
 
-    def train(self, team: str, channel: str, requester: str, person: User) -> str:
+    def train(self, team: str, channel: str, requester: str, person: User, response_url: str = "") -> str:
         """Start training ``person``, or ask them first; the reply to the command."""
         if self.mode == "none":
-            self.start(team, channel, person, requester)
+            self.start(team, channel, person, requester, response_url)
             return (
                 f"Started training {person.label}. I'll post progress in this channel. "
                 f"Consent was not asked (frontend.consent=none)."
             )
         if requester == person.id:
             self.consents.request(team, person, requester, channel, state=APPROVED)
-            self.start(team, channel, person, requester)
+            self.start(team, channel, person, requester, response_url)
             return f"Started training {person.label} (you asked for yourself). I'll post progress here."
         record = self.consents.get(team, person.id)
         if record is not None and record.state == APPROVED:
-            self.start(team, channel, person, requester)
+            self.start(team, channel, person, requester, response_url)
             return f"Started training {person.label} (they approved on {record.decided_at:%Y-%m-%d})."
         if not self.consents.request(team, person, requester, channel):
             return f"I already asked {person.label} for consent and am waiting for their answer."
@@ -277,7 +277,8 @@ class ConsentGate:
             self.notify(team, record.channel, f"{record.name} declined to be trained.")
             return
         try:
-            self.start(team, record.channel, user, record.requested_by)
+            # the command's response_url may be gone by now: progress goes to its channel
+            self.start(team, record.channel, user, record.requested_by, "")
         except Exception as exc:  # the limit was reached meanwhile, a run is going, …
             respond(text=f"You approved, but training could not start: {exc}", replace_original=True)
             return

@@ -34,6 +34,7 @@ from doppelkit_slack.bolt.personas import (
     resolve_command_line_persona,
 )
 from doppelkit_slack.bolt.posting import Identity, post_messages
+from doppelkit_slack.bolt.respond import ResponseUrls
 from doppelkit_slack.bolt.training import Launch, PipelineSteps, TrainingRunner, TrainingSteps, train_detached
 from doppelkit_slack.bolt.uninstall import WorkspaceEraser
 from doppelkit_slack.store import PersonaStore, default_url
@@ -221,7 +222,11 @@ def build_runtime(
         ),
     )
 
-    def notify(team: str, channel: str, text: str) -> None:
+    responses = ResponseUrls(timeout_s=config.api_timeout)
+
+    def notify(team: str, channel: str, text: str, response_url: str = "") -> None:
+        if response_url and responses.send(response_url, text):
+            return  # where the command was typed; else (used up, expired, failing) in its channel
         post_messages(clients(team), channel, "", [text], Identity(SYSTEM_USERNAME))
 
     training = TrainingRunner(store, training_steps or (lambda: PipelineSteps(context)), notify, launch)

@@ -26,7 +26,13 @@ from doppelkit.models import Persona, User
 from doppelkit_slack.store import FAILED, TRAINED, TRAINING, PersonaStore
 
 log = logging.getLogger("doppelkit.bolt")
-Notify = Callable[[str, str, str], None]  # (team, channel, text)
+
+
+class Notify(Protocol):
+    def __call__(self, team: str, channel: str, text: str, response_url: str = "", /) -> None:
+        """Tell the requester: through the command's ``response_url`` while it works, else in
+        ``channel``."""
+        ...
 
 
 class TrainingSteps(Protocol):
@@ -82,6 +88,7 @@ class TrainingCancelled(Exception):
 class _Run:
     cancelled: threading.Event = field(default_factory=threading.Event)
     cleanup: Callable[[], None] | None = None  # run once the run has stopped
+    response_url: str = ""  # the command's: progress is reported there while it lasts
 
 
 class TrainingRunner:
@@ -104,7 +111,9 @@ class TrainingRunner:
     def detached(self) -> bool:
         return self.launch is not None
 
-    def start(self, team: str, channel: str, user: User, *, requested_by: str, limit: int) -> None:
+    def start(
+        self, team: str, channel: str, user: User, *, requested_by: str, limit: int, response_url: str = ""
+    ) -> None:
         """Claim the persona (raises PersonaBusy / PersonaLimitReached) and train in the background."""
         self.store.begin_training(team, user.id, user.label, requested_by=requested_by, limit=limit)
         persona = Persona(team=team, user=user)
@@ -118,7 +127,7 @@ class TrainingRunner:
                 raise TrainingNotStarted(f"Sorry, {reason[:300]}") from None
             return
         with self._runs_lock:
-            self._runs[(team, user.id)] = _Run()
+            self._runs[(team, user.id)] = _Run(response_url=response_url)
         thread = threading.Thread(
             target=self.run_claimed, args=(persona, channel), name=f"doppel-train-{user.id}", daemon=True
         )
@@ -137,17 +146,24 @@ class TrainingRunner:
 
         try:
             steps = self.steps()
-            self.notify(team, channel, f"Reading {name}'s messages…")
+            self.notify(team, channel, f"Reading {name}'s messages…", run.response_url)
             examples, ingested = steps.ingest(persona)
             go_on()
             self.store.set_state(team, persona.id, TRAINING)
-            self.notify(team, channel, f"Training {name} on {examples} examples… this can take a while.")
+            self.notify(
+                team,
+                channel,
+                f"Training {name} on {examples} examples… this can take a while.",
+                run.response_url,
+            )
             version = steps.train(persona, ingested)
             go_on()
             self.store.set_state(team, persona.id, TRAINED, version=version)
             if self.store.active_user(team) is None:
                 self.store.set_active(team, persona.id)
-            self.notify(team, channel, f"{name} is ready ({version}). Mention me to talk to them.")
+            self.notify(
+                team, channel, f"{name} is ready ({version}). Mention me to talk to them.", run.response_url
+            )
         except TrainingCancelled:
             log.info("training %s stopped: the workspace %s went away", persona.id, team)
         except BaseException as exc:
@@ -162,7 +178,7 @@ class TrainingRunner:
                 self.store.set_state(team, persona.id, FAILED, error=reason[:1000])
             except Exception:  # forgotten meanwhile, or the store is down
                 log.exception("could not record the failure of %s", persona.id)
-            self.notify(team, channel, f"Training {name} failed: {reason[:500]}")
+            self.notify(team, channel, f"Training {name} failed: {reason[:500]}", run.response_url)
         finally:
             with self._runs_lock:
                 self._runs.pop((team, persona.id), None)
@@ -215,7 +231,7 @@ def train_detached(data: dict[str, Any], team: str, channel: str, user: dict[str
         timeout_s=frontend.api_timeout,
     )
 
-    def notify(_team: str, where: str, text: str) -> None:
+    def notify(_team: str, where: str, text: str, response_url: str = "") -> None:
         post_messages(client, where, "", [text], Identity(SYSTEM_USERNAME))
 
     try:
