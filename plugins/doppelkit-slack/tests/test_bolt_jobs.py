@@ -7,6 +7,7 @@ in this one; signed events go in over HTTP.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -198,7 +199,11 @@ def test_a_write_locked_store_neither_stalls_acks_nor_loses_the_mention(
         assert bot.mention(event_id="EvLOCKED").status == 200
         assert bot.mention(event_id="EvLOCKED", retry_num=1).status == 200  # Slack retries meanwhile
         assert time.perf_counter() - started < 1.0, "acks waited for the locked store"
-        assert wait_until(lambda: _health(bot.server.url)[1]["store"] != "ok", 5)
+        assert wait_until(lambda: _health(bot.server.url)[1]["store"].startswith("slow"), 5)
+        assert _health(bot.server.url)[0] == 200, "a write waiting a moment is not yet an outage"
+        jobs = bot.runtime.parts.replier.jobs
+        jobs.settings = dataclasses.replace(jobs.settings, degraded_after_s=0.3)
+        assert wait_until(lambda: _health(bot.server.url)[0] == 503, 5)
         status, health = _health(bot.server.url)
         assert status == 503 and health["status"] == "degraded" and health["unrecorded"] == 1
         assert slack.posts == []

@@ -52,6 +52,7 @@ class JobSettings:
     lease_s: float = 60.0
     ack_wait_s: float = 0.025
     poll_s: float | None = None  # how often leases are renewed and the store is swept; lease_s / 4
+    degraded_after_s: float = 5.0  # a job unrecorded this long makes /healthz say "degraded"
 
 
 class ClaimedJob:
@@ -97,6 +98,7 @@ class _Pending:
     values: dict[str, Any]
     done: threading.Event = field(default_factory=threading.Event)
     outcome: str = "unrecorded"
+    since: float = field(default_factory=time.monotonic)
 
 
 class ReplyJobs:
@@ -344,8 +346,12 @@ class ReplyJobs:
         return "ok"
 
     def health(self) -> dict[str, Any]:
+        """What ``/healthz`` shows. ``status`` is ``degraded`` while the store fails, or a job has
+        waited in memory for it longer than ``degraded_after_s`` (a locked or stalled store) —
+        not for the few milliseconds a burst may keep one there."""
         with self._lock:
             waiting = list(self._queued_at.values())
+            unrecorded_since = min((p.since for p in self._unrecorded.values()), default=None)
             snapshot = {
                 "queued": len(self._queue),
                 "queue_max": self.settings.queue_max,
@@ -354,11 +360,16 @@ class ReplyJobs:
                 "unrecorded": len(self._unrecorded),
             }
         oldest = time.monotonic() - min(waiting) if waiting else 0.0
+        stalled = unrecorded_since is not None and (
+            time.monotonic() - unrecorded_since > self.settings.degraded_after_s
+        )
+        store = self.store_state()
         return {
+            "status": "degraded" if stalled or store.startswith("unavailable") else "ok",
             **snapshot,
             "oldest_queued_s": round(oldest, 3),
             "max_age_s": self.settings.max_age_s,
-            "store": self.store_state(),
+            "store": store,
             "counts": dict(self.counts),
             "last_failures": list(self.errors),
         }
