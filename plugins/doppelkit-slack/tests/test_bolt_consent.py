@@ -154,3 +154,25 @@ def test_consent_none_says_it_was_not_asked(tmp_path: Path, slack: FakeSlack, en
         assert "Consent was not asked (frontend.consent=none)" in command(bot, "train <@U_BOB>")
     finally:
         stop_bot(bot)
+
+
+def test_a_replayed_signed_button_press_runs_once(bot: Bot) -> None:
+    import time
+    import urllib.parse
+
+    command(bot, "train <@U_BOB>")
+    buttons = the_request(bot)["blocks"]
+    blocks = buttons if isinstance(buttons, list) else json.loads(buttons)
+    [value] = {e["value"] for b in blocks if b["type"] == "actions" for e in b["elements"]}
+    payload = block_action(
+        DECLINE, value, user="U_BOB", team=TEAM, channel=BOB_DM, response_url=bot.slack.response_url("bob")
+    )
+    body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
+    stamp, form = str(int(time.time())), "application/x-www-form-urlencoded"
+    assert bot.sender.post(body, content_type=form, timestamp=stamp).status == 200
+    assert wait_until(lambda: len(bot.slack.responses_to("bob")) == 1)
+    replayed = bot.sender.post(body, content_type=form, timestamp=stamp)  # the same signed request
+    assert replayed.status == 200 and replayed.body == b""
+    time.sleep(0.3)
+    assert len(bot.slack.responses_to("bob")) == 1, "the replay was not run again"
+    assert consent_state(bot).state == DECLINED
