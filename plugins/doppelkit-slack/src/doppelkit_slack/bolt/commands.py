@@ -66,6 +66,7 @@ class DoppelCommands:
         self.persona_limit = persona_limit
         self.permissions = permissions or Permissions()
         self.consent = consent  # None: train without asking (as frontend.consent=none, silently)
+        self.training_limit: int | None = None  # frontend.training_limit (runs at once per team)
 
     def handle(self, text: str, invocation: Invocation) -> str:
         verb, _, argument = (text or "").strip().partition(" ")
@@ -155,6 +156,7 @@ class DoppelCommands:
             requested_by=requested_by,
             limit=self.persona_limit,
             response_url=response_url,
+            training_limit=self.training_limit,
         )
 
     def list(self, argument: str, inv: Invocation) -> str:

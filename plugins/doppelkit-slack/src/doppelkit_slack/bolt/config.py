@@ -48,6 +48,8 @@ class BoltConfig(BaseModel):
     api_url: str | None = None  # Slack Web API base URL; null = https://slack.com/api/
     max_body_bytes: int = Field(1_000_000, ge=1024)
     persona_limit: int = Field(10, ge=1)  # personas per workspace
+    training_limit: int = Field(2, ge=1)  # trainings running at once per workspace
+    replies_per_minute: int = Field(30, ge=1)  # mentions answered per workspace and minute
     permissions: Permissions = Field(default_factory=Permissions)  # who may train, switch, forget
     max_message_chars: int = Field(4000, ge=100, le=40000)  # longer replies are split
     max_thread_messages: int = Field(200, ge=1)  # newest messages of a thread given to the engine

@@ -25,6 +25,7 @@ from doppelkit.mrkdwn import mentioned_channel_ids
 from doppelkit.threads import referenced_user_ids
 from doppelkit_slack.bolt.avatar import Avatars
 from doppelkit_slack.bolt.jobs import BUSY, ClaimedJob, JobSettings, ReplyJobs
+from doppelkit_slack.bolt.limits import ReplyLimiter
 from doppelkit_slack.bolt.personas import ChannelDirectory, MemberDirectory, PersonaChooser
 from doppelkit_slack.bolt.posting import (
     UNREACHABLE,
@@ -75,6 +76,8 @@ class ReplySettings:
 
 
 class MentionReplier:
+    limiter: ReplyLimiter | None = None  # frontend.replies_per_minute
+
     def __init__(
         self,
         *,
@@ -108,7 +111,11 @@ class MentionReplier:
         job = self._job(body, event, bot_user_id, bot_id)
         if isinstance(job, str):
             return "ignored: " + job
-        return self.jobs.submit(
+        limiter = self.limiter
+        if limiter is not None and not limiter.allowed(job.team):
+            limiter.refuse(job.team, job.channel, job.thread_ts)
+            return "ignored: over the workspace's reply limit"
+        outcome = self.jobs.submit(
             {
                 "key": f"{job.team}:{job.channel}:{job.ts}",
                 "team": job.team,
@@ -121,6 +128,9 @@ class MentionReplier:
                 "bot_id": job.bot_id,
             }
         )
+        if limiter is not None and outcome == "queued":
+            limiter.count(job.team)
+        return outcome
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Wait until every job recorded or queued here is finished (tests, benchmarks)."""

@@ -25,6 +25,7 @@ from doppelkit_slack.bolt.config import MAX_RETRY_AFTER_S, BoltConfig
 from doppelkit_slack.bolt.consent import ConsentGate, ConsentStore
 from doppelkit_slack.bolt.forgetting import Forgetting
 from doppelkit_slack.bolt.jobs import JobSettings
+from doppelkit_slack.bolt.limits import ReplyLimiter
 from doppelkit_slack.bolt.mentions import SYSTEM_USERNAME, MentionReplier, ReplySettings
 from doppelkit_slack.bolt.oauth import OAuthCredentials, OAuthParts, build_oauth, token_rotator
 from doppelkit_slack.bolt.personas import (
@@ -64,6 +65,8 @@ class BoltRuntime:
         and workspace deletions (always finished: Slack will not ask again)."""
         self.dispatch_pool.shutdown(wait=wait, cancel_futures=not wait)
         self.parts.replier.shutdown(wait=wait)
+        if self.parts.replier.limiter is not None:
+            self.parts.replier.limiter.shutdown()
         self.parts.eraser.shutdown(wait=True)
 
 
@@ -241,6 +244,13 @@ def build_runtime(
         training=training,
         persona_limit=config.persona_limit,
         permissions=config.permissions,
+    )
+    commands.training_limit = config.training_limit
+    replier.limiter = ReplyLimiter(
+        config.replies_per_minute,
+        lambda team, channel, thread_ts, text: post_messages(
+            clients(team), channel, thread_ts, [text], Identity(SYSTEM_USERNAME)
+        ),
     )
     consents = ConsentStore(store)
     consents.create_schema()

@@ -1,0 +1,69 @@
+"""Per-workspace limits: personas, trainings at once, replies per minute — each refused with a
+reply that says which limit and what to do; another workspace is not affected."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from bolt_support import ADMIN, BOT_USER, CHANNEL, TEAM, Bot, replies, start_bot, stop_bot
+from test_bolt_commands import FakeSteps, use_steps
+
+from doppelkit.testing.fakes import EchoEngine
+from doppelkit_slack.bolt.limits import ReplyLimiter
+from doppelkit_slack.testing import FakeSlack
+from doppelkit_slack.testing.events import app_mention
+
+
+@pytest.fixture
+def bot(tmp_path: Path, slack: FakeSlack) -> Iterator[Bot]:
+    engine = EchoEngine(versions={(TEAM, "U_ANN"): "v1"})
+    made = start_bot(tmp_path, slack, engine, persona="U_ANN", training_limit=1, replies_per_minute=2)
+    yield made
+    stop_bot(made)
+
+
+def command(bot: Bot, text: str) -> str:
+    response = bot.sender.send_command(text, team=TEAM, user=ADMIN, channel=CHANNEL)
+    assert response.status == 200
+    return str(response.json()["text"])
+
+
+def test_trainings_at_once_are_limited_per_workspace(bot: Bot) -> None:
+    gate = threading.Event()
+    use_steps(bot, FakeSteps(bot.engine, gate=gate))
+    assert command(bot, "train <@U_BOB>").startswith("Started training Bob")
+    reply = command(bot, "train <@U_AL1>")
+    assert reply.startswith("This workspace already has 1 training(s) running (the limit is 1): Bob.")
+    assert bot.runtime.parts.store.get(TEAM, "U_AL1") is None
+    gate.set()
+    bot.runtime.training.join(5)
+    assert command(bot, "train <@U_AL1>").startswith("Started training Alex"), "free again once done"
+    bot.runtime.training.join(5)
+
+
+def test_replies_per_minute_are_limited_with_one_notice(bot: Bot) -> None:
+    for i in range(5):
+        bot.send(
+            app_mention(f"<@{BOT_USER}> hi {i}", user="U_BOB", channel=CHANNEL, ts=f"17000000{i:02d}.000100")
+        )
+    posts = replies(bot, 3)
+    answers = [p for p in posts if p.username == "Ann-bot"]
+    notices = [p for p in posts if "more than 2 replies in the last minute" in p.text]
+    assert len(answers) == 2 and len(notices) == 1, [p.text for p in posts]
+    assert notices[0].thread_ts == "1700000002.000100", "the notice is in the first refused thread"
+
+
+def test_the_reply_window_slides_and_is_per_team() -> None:
+    now = [0.0]
+    notices: list[tuple[str, str, str, str]] = []
+    limiter = ReplyLimiter(2, lambda *args: notices.append(args), clock=lambda: now[0])
+    for _ in range(2):
+        assert limiter.allowed("T1")
+        limiter.count("T1")
+    assert not limiter.allowed("T1") and limiter.allowed("T2")
+    now[0] = 60.0
+    assert limiter.allowed("T1"), "a minute later the old replies no longer count"
+    limiter.shutdown()
