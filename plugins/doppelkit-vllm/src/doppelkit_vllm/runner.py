@@ -262,6 +262,14 @@ class InProcessRunner:
         self._stop_loop()
 
     def _stop_loop(self) -> None:
+        async def cancel_tasks() -> None:  # vLLM's output task would be "destroyed but pending"
+            tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(cancel_tasks(), self.loop).result(timeout=10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=30)
 
