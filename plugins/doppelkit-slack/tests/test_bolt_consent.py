@@ -142,6 +142,15 @@ def test_forget_me_removes_everything_and_revokes(bot: Bot, engine: EchoEngine) 
     assert command(bot, "train <@U_BOB>").startswith("I asked Bob"), "consent is needed again"
 
 
+def test_stop_withdraws_like_forget_me(bot: Bot) -> None:
+    command(bot, "train <@U_BOB>")
+    press(bot, APPROVE, "U_BOB", "ok")
+    bot.runtime.training.join(5)
+    assert command(bot, "stop", user="U_BOB").startswith("Forgot Bob")
+    assert consent_state(bot).state == REVOKED and bot.runtime.parts.store.get(TEAM, "U_BOB") is None
+    assert command(bot, "stop Ann", user="U_BOB").startswith("`/doppel stop` is about you only")
+
+
 def test_training_oneself_is_consent(bot: Bot) -> None:
     assert command(bot, "train <@U_BOB>", user="U_BOB").startswith("Started training Bob (you asked")
     assert consent_state(bot).state == APPROVED and [p for p in bot.slack.posts if p.channel == BOB_DM] == []

@@ -28,7 +28,7 @@ HELP = """*doppelkit* — a bot that writes like someone on your team.
 • `/doppel switch @someone` — make a trained persona the one that answers mentions
 • `/doppel status [@someone]` — what the bot is doing (or one persona's training state)
 • `/doppel forget @someone` — delete their dataset, models and cached data (shared data: with the last one)
-• `/doppel forget me` — delete everything about you (and stop a training of you)
+• `/doppel forget me` (or `/doppel stop`) — delete everything about you (and stop a training of you)
 • `/doppel help` — this message
 Mention me in a thread to get a reply from the active persona."""
 
@@ -77,6 +77,7 @@ class DoppelCommands:
             "switch": self.switch,
             "status": self.status,
             "forget": self.forget,
+            "stop": self.stop,
         }
         if verb in ("", "help"):
             return HELP
@@ -244,6 +245,12 @@ class DoppelCommands:
 
     def forget_person(self, team: str, user_id: str) -> None:
         self.erase_person(team, user_id)
+
+    def stop(self, argument: str, inv: Invocation) -> str:
+        """``/doppel stop``: the person withdraws — ``forget me`` under the name people reach for."""
+        if argument:
+            return "`/doppel stop` is about you only: it deletes everything about you. (No one else.)"
+        return self.forget("me", inv)
 
     def erase_person(self, team: str, user_id: str) -> tuple[builtins.list[str], bool]:
         """Everything about one person (every plugin's files, the store's rows); with the last
