@@ -41,7 +41,11 @@ def two_workspaces(**oauth: Any) -> tuple[FakeSlack, FakeOAuth]:
     second = FakeWorkspace(
         team_id=OTHER,
         team_name="Second",
-        users=[member("U_ZED", "Zed"), member("U_ANN2", "Ann", "Ann Other")],
+        users=[
+            member("U_ZED", "Zed"),
+            member("U_ANN2", "Ann", "Ann Other"),
+            member("U_OLGA2", "Olga", "Olga Second", is_admin=True),
+        ],
         conversations=[Conversation(OTHER_CHANNEL, "public", {"id": OTHER_CHANNEL, "name": "random"})],
         bot=BotIdentity(user_id=OTHER_BOT_USER, bot_id=OTHER_BOT_ID, app_id="A0001", name="doppel"),
     )

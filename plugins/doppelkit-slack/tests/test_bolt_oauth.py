@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 from bolt_support import TEAM, database
 from oauth_support import OTHER, OAuthBot, start_oauth_bot, stop_oauth_bot, two_workspaces
+from test_bolt_commands import FakeSteps
 
 from doppelkit.testing.fakes import EchoEngine
 from doppelkit_slack.bolt.oauth import installed_teams
@@ -256,3 +257,38 @@ def test_the_database_down_during_an_event_is_an_apology_not_a_5xx(
     assert bot.posts(TEAM, 0) == []
     bot.mention(TEAM, "1700000000.000600")
     assert len(bot.posts(TEAM, 1)) == 1
+
+
+def test_consent_is_asked_in_the_persons_own_workspace_with_its_token(installed: OAuthBot) -> None:
+    import json as jsonlib
+
+    from doppelkit_slack.bolt.consent import APPROVE, APPROVED
+    from doppelkit_slack.testing.events import block_action
+
+    bot = installed
+    bot.runtime.parts.commands.consent.mode = "ask"  # type: ignore[union-attr]
+    steps = FakeSteps(bot.engine)
+    bot.runtime.training.steps = lambda: steps
+    reply = bot.command(f"train <@{ZED}>", OTHER, user="U_OLGA2")
+    assert reply.startswith("I asked Zed for consent"), reply
+    [ask] = [c for c in bot.slack.calls_to("chat.postMessage") if c.params.get("channel") == ZED]
+    assert ask.team == OTHER and ask.ok, "asked with the second workspace's token"
+    blocks = ask.params["blocks"]
+    blocks = jsonlib.loads(blocks) if isinstance(blocks, str) else blocks
+    [value] = {e["value"] for b in blocks if b["type"] == "actions" for e in b["elements"]}
+    # the same button sent as if from the first workspace is not valid there
+    hook = bot.slack.response_url("wrong-team")
+    bot.sender.send_interaction(block_action(APPROVE, value, user=ZED, team=TEAM, response_url=hook))
+    assert bot.slack.responses_to("wrong-team")[0]["text"] == "This request is not valid here."
+    hook = bot.slack.response_url("zed")
+    assert (
+        bot.sender.send_interaction(
+            block_action(APPROVE, value, user=ZED, team=OTHER, response_url=hook)
+        ).status
+        == 200
+    )
+    bot.runtime.training.join(5)
+    assert bot.slack.responses_to("zed")[0]["text"].startswith("You approved")
+    assert steps.trained == [ZED]
+    consents = bot.runtime.parts.commands.consent.consents  # type: ignore[union-attr]
+    assert consents.get(OTHER, ZED).state == APPROVED and consents.get(TEAM, ZED) is None  # type: ignore[union-attr]
