@@ -170,3 +170,46 @@ def test_an_unwritable_store_or_home_is_one_line_and_exit_2(
     [line] = [line for line in result.stderr.splitlines() if line.strip()]
     assert "store cannot be opened for writing" in line
     assert ("frontend.store_url" if store_url else home) in line
+
+
+def test_oauth_with_socket_mode_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = run_cli(
+        ["serve", "frontend=bolt", "frontend.oauth=true", f"home={tmp_path / 'home'}"],
+        env={"SLACK_CLIENT_ID": "1111.2222", "SLACK_CLIENT_SECRET": "s3cret", "SLACK_APP_TOKEN": "xapp-1"},
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Socket Mode serves one workspace" in lines[0], result.stderr
+    assert "s3cret" not in result.stderr
+
+
+def test_oauth_install_page_from_the_command_line(tmp_path: Path, slack: FakeSlack) -> None:
+    from doppelkit_slack.testing import Browser
+
+    process = serve(
+        tmp_path / "home",
+        "frontend.mode=http",
+        "frontend.port=0",
+        "frontend.oauth=true",
+        f"frontend.api_url={slack.url}",
+        env={"SLACK_CLIENT_ID": "1111.2222", "SLACK_CLIENT_SECRET": "s3cret", "SLACK_SIGNING_SECRET": SECRET},
+    )
+    try:
+        assert process.stderr is not None
+        timer = threading.Timer(60, process.kill)
+        timer.start()
+        line = ""
+        while "installs at" not in line:
+            line = process.stderr.readline()
+            assert line, "the server exited before listening"
+        timer.cancel()
+        install = re.search(r"installs at (\S+)", line).group(1)  # type: ignore[union-attr]
+        browser = Browser()
+        page = browser.get(install)
+        assert page.status == 200 and "client_id=1111.2222" in browser.install_link(page)
+        assert "slack-app-oauth-state" in browser.cookies
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=20)
+    assert "s3cret" not in err
