@@ -292,3 +292,21 @@ def test_consent_is_asked_in_the_persons_own_workspace_with_its_token(installed:
     assert steps.trained == [ZED]
     consents = bot.runtime.parts.commands.consent.consents  # type: ignore[union-attr]
     assert consents.get(OTHER, ZED).state == APPROVED and consents.get(TEAM, ZED) is None  # type: ignore[union-attr]
+
+
+def test_a_detached_training_posts_with_the_workspaces_installed_token(
+    installed: OAuthBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``train_detached`` (a backend's own container) finds the team's token in the database."""
+    from oauth_support import CLIENT_ID, CLIENT_SECRET
+
+    from doppelkit_slack.bolt.training import detached_client
+
+    monkeypatch.setenv("SLACK_CLIENT_ID", CLIENT_ID)
+    monkeypatch.setenv("SLACK_CLIENT_SECRET", CLIENT_SECRET)
+    bot = installed
+    client = detached_client(bot.runtime.config, bot.runtime.parts.store, OTHER)
+    assert client.token == bot.oauth.tokens_of(OTHER)[-1]
+    client.chat_postMessage(channel="C0002", text="Training Zed…")
+    [call] = bot.slack.calls_to("chat.postMessage")
+    assert call.ok and call.team == OTHER

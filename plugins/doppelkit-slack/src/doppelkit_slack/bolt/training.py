@@ -234,25 +234,17 @@ def train_detached(data: dict[str, Any], team: str, channel: str, user: dict[str
     """``/doppel train`` as a step of plain data, for a backend to run detached (see the module
     docstring): ``data`` is the bot's run configuration, the persona row is already claimed."""
     from doppelkit import steps
-    from doppelkit_slack.bolt.config import BOT_TOKEN_ENV, MAX_RETRY_AFTER_S, BoltConfig, required_secret
+    from doppelkit_slack.bolt.config import BoltConfig
     from doppelkit_slack.bolt.mentions import SYSTEM_USERNAME
     from doppelkit_slack.bolt.posting import Identity, post_messages
     from doppelkit_slack.store import default_url
-    from doppelkit_slack.webclient import web_client
 
     run, context = steps.rebuild(data, DETACHED_NEEDS)
     frontend = run["frontend"].config
     if not isinstance(frontend, BoltConfig):
         raise UserError("train_detached runs the bolt frontend's /doppel train")
     store = PersonaStore(frontend.store_url or default_url(context.home.state))
-    client = web_client(
-        required_secret(BOT_TOKEN_ENV, "the training run posts its progress to Slack"),
-        frontend.api_url,
-        max_retries=frontend.api_retries,
-        backoff_s=frontend.api_retry_backoff,
-        max_retry_after_s=MAX_RETRY_AFTER_S,
-        timeout_s=frontend.api_timeout,
-    )
+    client = detached_client(frontend, store, team)
 
     def notify(_team: str, where: str, text: str, response_url: str = "") -> None:
         post_messages(client, where, "", [text], Identity(SYSTEM_USERNAME))
@@ -263,3 +255,42 @@ def train_detached(data: dict[str, Any], team: str, channel: str, user: dict[str
         )
     finally:
         store.dispose()
+
+
+def detached_client(frontend: Any, store: PersonaStore, team: str) -> Any:
+    """The Web API client a detached run posts with: ``SLACK_BOT_TOKEN``'s, or with
+    ``frontend.oauth`` the team's installed bot token (from the installation store in the same
+    database, refreshed if due; the app's ``SLACK_CLIENT_ID``/``SLACK_CLIENT_SECRET``)."""
+    from doppelkit_slack.bolt.config import (
+        BOT_TOKEN_ENV,
+        CLIENT_ID_ENV,
+        CLIENT_SECRET_ENV,
+        MAX_RETRY_AFTER_S,
+        required_secret,
+    )
+    from doppelkit_slack.webclient import web_client
+
+    def make(token: str | None) -> Any:
+        return web_client(
+            token,
+            frontend.api_url,
+            max_retries=frontend.api_retries,
+            backoff_s=frontend.api_retry_backoff,
+            max_retry_after_s=MAX_RETRY_AFTER_S,
+            timeout_s=frontend.api_timeout,
+        )
+
+    if not frontend.oauth:
+        return make(required_secret(BOT_TOKEN_ENV, "the training run posts its progress to Slack"))
+    from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
+    from slack_sdk.oauth.token_rotation import TokenRotator
+
+    from doppelkit_slack.bolt.clients import TeamClients
+
+    why = "the training run posts its progress with the workspace's installed token"
+    client_id = required_secret(CLIENT_ID_ENV, why)
+    rotator = TokenRotator(
+        client_id=client_id, client_secret=required_secret(CLIENT_SECRET_ENV, why), client=make(None)
+    )
+    installations = SQLAlchemyInstallationStore(client_id=client_id, engine=store.engine)
+    return TeamClients(make, installations=installations, rotator=rotator)(team)
