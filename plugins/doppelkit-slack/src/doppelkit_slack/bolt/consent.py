@@ -24,6 +24,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 
 from doppelkit.models import SAFE_ID, User
+from doppelkit_slack.bolt.posting import without_pings
 from doppelkit_slack.store import PersonaStore
 
 log = logging.getLogger("doppelkit.bolt")
@@ -131,9 +132,10 @@ class ConsentStore:
 
 
 def request_blocks(requester: str, person: User, team: str) -> list[dict[str, Any]]:
+    """The DM's blocks; ``requester`` is the asker's name (never a mention: the bot pings nobody)."""
     value = json.dumps({"team": team, "user": person.id})
-    text = (
-        f"<@{requester}> asked me to learn how you write, from your messages in this workspace's "
+    text = without_pings(
+        f"{requester} asked me to learn how you write, from your messages in this workspace's "
         "public channels, and to answer as a bot that sounds like you (its replies are signed "
         f"“{person.label}-bot”). Nothing is trained unless you approve; you can have everything "
         "deleted at any time with `/doppel forget me`."
@@ -154,11 +156,13 @@ def request_blocks(requester: str, person: User, team: str) -> list[dict[str, An
 
 
 def ask(client: WebClient, requester: str, person: User, team: str) -> bool:
-    """DM the person the request; False when it could not be delivered."""
+    """DM the person the request (``requester``: the asker's name); False when it could not be
+    delivered."""
+    question = f"{requester} asks whether I may learn to write like you. Approve or decline."
     try:
         client.chat_postMessage(
             channel=person.id,
-            text=f"<@{requester}> asks whether I may learn to write like you. Approve or decline.",
+            text=without_pings(question),
             blocks=request_blocks(requester, person, team),
         )
     except (SlackApiError, SlackRequestError, OSError) as exc:
@@ -209,6 +213,7 @@ class ConsentGate:
         start: Callable[[str, str, User, str, str], None],
         forget: Callable[[str, str], None],
         notify: Callable[[str, str, str], None],
+        label: Callable[[str, str], str],
     ) -> None:
         self.mode = mode
         self.consents = consents
@@ -216,6 +221,7 @@ class ConsentGate:
         self.start = start  # (team, channel, person, requested_by, response_url): raises StoreError & co.
         self.forget = forget  # (team, person): everything about them, through the forget hooks
         self.notify = notify  # (team, channel, text)
+        self.label = label  # (team, user ID) → the name people know them by: posts never mention
 
     def train(self, team: str, channel: str, requester: str, person: User, response_url: str = "") -> str:
         """Start training ``person``, or ask them first; the reply to the command."""
@@ -235,7 +241,7 @@ class ConsentGate:
             return f"Started training {person.label} (they approved on {record.decided_at:%Y-%m-%d})."
         if not self.consents.request(team, person, requester, channel):
             return f"I already asked {person.label} for consent and am waiting for their answer."
-        if not ask(self.clients(team), requester, person, team):
+        if not ask(self.clients(team), self.label(team, requester), person, team):
             self.consents.decide(team, person.id, REVOKED, requester)
             return f"I could not send {person.label} a message to ask for consent; nothing was started."
         return (
@@ -252,7 +258,7 @@ class ConsentGate:
         action, team, person, presser = parsed
         if presser != person:
             respond(
-                text=f"Only <@{person}> can answer this request.",
+                text=without_pings(f"Only {self.label(team, person)} can answer this request."),
                 response_type="ephemeral",
                 replace_original=False,
             )

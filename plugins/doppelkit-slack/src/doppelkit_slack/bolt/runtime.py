@@ -261,6 +261,7 @@ def build_runtime(
         start=commands.start_training,
         forget=commands.forget_person,
         notify=notify,
+        label=commands.directory.label,
     )
     eraser = WorkspaceEraser(
         store,
