@@ -22,6 +22,7 @@ from doppelkit_slack.store import (
     PersonaBusy,
     PersonaLimitReached,
     PersonaStore,
+    TrainingLimitReached,
     default_url,
 )
 
@@ -107,6 +108,37 @@ def test_persona_limit_per_team(store: PersonaStore) -> None:
     with pytest.raises(PersonaLimitReached):
         store.begin_training("T1", "U3", "Cid", limit=2)
     store.begin_training("T2", "U3", "Cid", limit=2)  # other teams are counted apart
+
+
+@pytest.mark.parametrize("limits", [{"limit": 1}, {"training_limit": 1}])
+def test_concurrent_trains_of_different_people_never_pass_a_team_limit(
+    store: PersonaStore, limits: dict[str, int]
+) -> None:
+    # Counted and claimed in one step per team: two people claimed at once cannot both see
+    # room for one more (a count before the claim let both through).
+    barrier = threading.Barrier(6)
+
+    def attempt(number: int) -> bool:
+        barrier.wait()
+        try:
+            store.begin_training("T1", f"U{number}", f"Person {number}", **limits)
+        except (PersonaLimitReached, TrainingLimitReached):
+            return False
+        return True
+
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(attempt, range(6)))
+    assert results.count(True) == 1
+    assert len(store.list("T1")) == 1
+
+
+def test_training_limit_counts_running_trainings_of_others_only(store: PersonaStore) -> None:
+    store.begin_training("T1", "U1", "Ann", training_limit=1)
+    with pytest.raises(TrainingLimitReached, match="Ann"):
+        store.begin_training("T1", "U2", "Bob", training_limit=1)
+    store.begin_training("T2", "U2", "Bob", training_limit=1)  # other teams are counted apart
+    store.set_state("T1", "U1", FAILED, error="x")
+    store.begin_training("T1", "U2", "Bob", training_limit=1)  # a finished run frees its place
 
 
 def test_active_persona_per_team_and_forget(store: PersonaStore) -> None:

@@ -68,6 +68,10 @@ class PersonaLimitReached(StoreError):
     """The team already has as many personas as ``frontend.persona_limit`` allows."""
 
 
+class TrainingLimitReached(StoreError):
+    """The workspace already runs as many trainings as ``frontend.training_limit`` allows."""
+
+
 class InvalidTransition(StoreError):
     """A state change the state machine does not allow (e.g. ``trained → training``)."""
 
@@ -278,16 +282,45 @@ class PersonaStore:
             return [r for r in (self._row(row) for row in conn.execute(query)) if r is not None]
 
     def begin_training(
-        self, team: str, user_id: str, name: str, *, requested_by: str | None = None, limit: int | None = None
+        self,
+        team: str,
+        user_id: str,
+        name: str,
+        *,
+        requested_by: str | None = None,
+        limit: int | None = None,
+        training_limit: int | None = None,
     ) -> PersonaRecord:
         """Claim (team, user) for a new training run, in state ``scraping``.
 
-        Raises :class:`PersonaBusy` while another run holds it and :class:`PersonaLimitReached`
-        when the team is full. Safe under concurrency: the unique constraint lets one insert
-        win, and restarting a finished row is a conditional update only one caller can make.
+        Raises :class:`PersonaBusy` while another run holds it, :class:`PersonaLimitReached`
+        when the team has ``limit`` personas and :class:`TrainingLimitReached` when it runs
+        ``training_limit`` trainings already. Safe under concurrency: the limits are counted in
+        the claiming transaction, one claim per team at a time (SQLite serialises writers; on
+        PostgreSQL a per-team advisory lock does), the unique constraint lets one insert win,
+        and restarting a finished row is a conditional update only one caller can make.
         """
         stamp = now()
         with self._write() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:team))"), {"team": team})
+            if training_limit is not None:
+                running = (
+                    conn.execute(
+                        sa.select(self.personas.c.name).where(
+                            self.personas.c.team == team,
+                            self.personas.c.state.in_((SCRAPING, TRAINING)),
+                            self.personas.c.user_id != user_id,
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+                if len(running) >= training_limit:
+                    raise TrainingLimitReached(
+                        f"This workspace already has {len(running)} training(s) running (the limit is "
+                        f"{training_limit}): {', '.join(running)}. Try again when one has finished."
+                    )
             existing = conn.execute(
                 sa.select(self.personas.c.state).where(self._where(team, user_id))
             ).first()

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from doppelkit.errors import UserError
 from doppelkit.interfaces import RunContext
 from doppelkit.models import Persona, User
-from doppelkit_slack.store import FAILED, SCRAPING, TRAINED, TRAINING, PersonaStore, StoreError
+from doppelkit_slack.store import FAILED, TRAINED, TRAINING, PersonaStore
 
 log = logging.getLogger("doppelkit.bolt")
 
@@ -80,10 +80,6 @@ class TrainingNotStarted(UserError):
     """The backend could not start the detached training run."""
 
 
-class TrainingLimitReached(StoreError):
-    """The workspace already runs as many trainings as ``frontend.training_limit`` allows."""
-
-
 class TrainingCancelled(Exception):
     """The workspace went away (uninstalled) while the run was going."""
 
@@ -128,17 +124,9 @@ class TrainingRunner:
     ) -> None:
         """Claim the persona (raises PersonaBusy / PersonaLimitReached / TrainingLimitReached)
         and train in the background."""
-        if training_limit is not None:
-            running = [
-                r for r in self.store.list(team) if r.state in (SCRAPING, TRAINING) and r.user_id != user.id
-            ]
-            if len(running) >= training_limit:
-                raise TrainingLimitReached(
-                    f"This workspace already has {len(running)} training(s) running (the limit is "
-                    f"{training_limit}): {', '.join(r.name for r in running)}. "
-                    "Try again when one has finished."
-                )
-        self.store.begin_training(team, user.id, user.label, requested_by=requested_by, limit=limit)
+        self.store.begin_training(
+            team, user.id, user.label, requested_by=requested_by, limit=limit, training_limit=training_limit
+        )
         persona = Persona(team=team, user=user)
         if self.launch is not None:
             try:
