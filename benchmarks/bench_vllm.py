@@ -29,24 +29,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+# The model shapes bench_train measures (this directory is on sys.path when a bench runs).
+from bench_train import LLAMA3_8B_SHAPE, TINY_SHAPE
+
 PERSONA_COUNTS = (1, 4, 16)
 REQUESTS = 16
-TINY_SHAPE = {
-    "hidden_size": 128,
-    "intermediate_size": 344,
-    "num_hidden_layers": 4,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-}
-LLAMA3_8B_SHAPE = {
-    "vocab_size": 128256,
-    "hidden_size": 4096,
-    "intermediate_size": 14336,
-    "num_hidden_layers": 32,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 8,
-    "rope_theta": 500000.0,
-}
 LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 QUESTIONS = [
     "did the deploy go out?",
