@@ -3,6 +3,7 @@ reply that says which limit and what to do; another workspace is not affected.""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,10 +61,33 @@ def test_the_reply_window_slides_and_is_per_team() -> None:
     now = [0.0]
     notices: list[tuple[str, str, str, str]] = []
     limiter = ReplyLimiter(2, lambda *args: notices.append(args), clock=lambda: now[0])
-    for _ in range(2):
-        assert limiter.allowed("T1")
-        limiter.count("T1")
-    assert not limiter.allowed("T1") and limiter.allowed("T2")
+    assert limiter.reserve("T1") and limiter.reserve("T1")
+    assert not limiter.reserve("T1") and limiter.reserve("T2")
+    limiter.release("T1")  # a mention that needed no reply after all (a duplicate)
+    assert limiter.reserve("T1") and not limiter.reserve("T1")
     now[0] = 60.0
-    assert limiter.allowed("T1"), "a minute later the old replies no longer count"
+    assert limiter.reserve("T1"), "a minute later the old replies no longer count"
     limiter.shutdown()
+
+
+def test_replies_are_limited_while_the_store_is_slow(tmp_path: Path, slack: FakeSlack) -> None:
+    """Mentions acked before the store recorded them still count: a slow or write-locked store
+    used to let every one of them through (seen on a loaded CI machine)."""
+    engine = EchoEngine(versions={(TEAM, "U_ANN"): "v1"})
+    made = start_bot(tmp_path, slack, engine, persona="U_ANN", replies_per_minute=2)
+    locker = sqlite3.connect(str(made.runtime.parts.home.state / "doppelkit.db"), isolation_level=None)
+    try:
+        locker.execute("BEGIN EXCLUSIVE")  # no job can be recorded: every mention is "unrecorded"
+        for i in range(5):
+            made.send(
+                app_mention(
+                    f"<@{BOT_USER}> hi {i}", user="U_BOB", channel=CHANNEL, ts=f"17000000{i:02d}.000100"
+                )
+            )
+        locker.execute("ROLLBACK")
+        posts = replies(made, 3)
+        answers = [p for p in posts if p.username == "Ann-bot"]
+        assert len(answers) == 2 and len(posts) == 3, [p.text for p in posts]
+    finally:
+        locker.close()
+        stop_bot(made)

@@ -42,15 +42,23 @@ class ReplyLimiter:
             times.popleft()
         return times
 
-    def allowed(self, team: str) -> bool:
-        with self._lock:
-            return len(self._recent(team, self.clock())) < self.per_minute
-
-    def count(self, team: str) -> None:
-        """One reply queued for ``team``."""
+    def reserve(self, team: str) -> bool:
+        """Count one reply for ``team`` if it is under the limit; check and count are one step, so
+        mentions accepted at the same moment on different threads cannot pass the limit together."""
         with self._lock:
             now = self.clock()
-            self._recent(team, now).append(now)
+            recent = self._recent(team, now)
+            if len(recent) >= self.per_minute:
+                return False
+            recent.append(now)
+            return True
+
+    def release(self, team: str) -> None:
+        """Give back the latest reservation: the mention turned out to need no reply."""
+        with self._lock:
+            recent = self._replies.get(team)
+            if recent:
+                recent.pop()
 
     def refuse(self, team: str, channel: str, thread_ts: str) -> None:
         """A mention over the limit: a notice the first time in the minute, then silence."""

@@ -112,7 +112,7 @@ class MentionReplier:
         if isinstance(job, str):
             return "ignored: " + job
         limiter = self.limiter
-        if limiter is not None and not limiter.allowed(job.team):
+        if limiter is not None and not limiter.reserve(job.team):
             limiter.refuse(job.team, job.channel, job.thread_ts)
             return "ignored: over the workspace's reply limit"
         outcome = self.jobs.submit(
@@ -128,8 +128,9 @@ class MentionReplier:
                 "bot_id": job.bot_id,
             }
         )
-        if limiter is not None and outcome == "queued":
-            limiter.count(job.team)
+        # "unrecorded" keeps its place: the store was only slow, the reply still goes out later
+        if limiter is not None and outcome not in ("queued", "unrecorded"):
+            limiter.release(job.team)
         return outcome
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
