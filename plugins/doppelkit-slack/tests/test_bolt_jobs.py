@@ -221,7 +221,9 @@ def test_a_write_locked_store_neither_stalls_acks_nor_loses_the_mention(
 
 def _mention_at(bot: Any, i: int) -> None:
     assert bot.mention(f"question {i}", ts=f"1700000000.00010{i}").status == 200
-    time.sleep(0.2)  # the worker takes each one before the next arrives
+    if i == 0:  # the only worker is busy with the first before the next arrives (however loaded)
+        assert wait_until(lambda: len(bot.engine.calls) == 1, 10)
+    time.sleep(0.2)  # and each later one is recorded before the next
 
 
 def test_a_full_queue_answers_busy_at_once(tmp_path: Path, slack: FakeSlack) -> None:
