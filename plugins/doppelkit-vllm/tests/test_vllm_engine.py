@@ -141,6 +141,21 @@ def test_an_adapter_above_max_lora_rank_is_refused_clearly(tmp_path: Any) -> Non
         engine._check_rank(artifacts.checked_files(home, published))
 
 
+def test_a_base_with_heads_vllms_cpu_attention_cannot_run_is_refused_clearly(tmp_path: Any) -> None:
+    """A tiny base with 16-wide heads (the lora trainer's quickest shape) used to kill vLLM's
+    engine process at the first request; every mention then got an apology."""
+    from vllm_testkit import VLLM_TINY, make_vllm
+
+    from doppelkit.errors import UserError
+    from doppelkit_lora.testing.engines import build_tiny_base
+
+    home = Home.at(tmp_path / "home")
+    base = build_tiny_base(home, VLLM_TINY.model_copy(update={"hidden_size": 32}), key="narrow")
+    publish_random_adapter(home, base, MAYA, seed=1)
+    with make_vllm(home) as engine, pytest.raises(UserError, match=r"heads are 16 wide.*engine=peft"):
+        engine.reply(MAYA, thread("lunch?"))
+
+
 def test_closing_the_engine_fails_a_reply_in_progress(vllm_engine: Any) -> None:
     """Last in this module: it closes the module's engine."""
     from doppelkit.errors import UserError

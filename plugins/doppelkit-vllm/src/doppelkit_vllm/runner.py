@@ -133,6 +133,31 @@ def quiet_vllm_logs() -> None:
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
 
+def check_cpu_head_size(location: str, revision: str | None, trust: bool) -> None:
+    """On a CPU, vLLM's attention takes only some head sizes, and a base with another one kills
+    its engine process at the first request: say so up front, with what to do instead."""
+    try:
+        from vllm.platforms import current_platform
+        from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+    except ImportError:  # another vLLM layout: vLLM's own error will have to do
+        return
+    if not current_platform.is_cpu():
+        return
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(location, revision=revision, trust_remote_code=trust)
+    heads = getattr(config, "num_attention_heads", None)
+    head_size = getattr(config, "head_dim", None) or (config.hidden_size // heads if heads else None)
+    supported = CPUAttentionBackend.get_supported_head_sizes()
+    if head_size is not None and head_size not in supported:
+        raise UserError(
+            f"the base model's attention heads are {head_size} wide, and vLLM on a CPU supports only "
+            f"{', '.join(map(str, supported))}: serve this persona with engine=peft, or run vLLM on a "
+            "GPU (a tiny base gets wider heads from a larger trainer.tiny.hidden_size per "
+            "trainer.tiny.num_attention_heads)"
+        )
+
+
 class InProcessRunner:
     """vLLM's ``AsyncLLM`` on an event loop thread of its own."""
 
@@ -150,6 +175,7 @@ class InProcessRunner:
                 "README.md), or point engine.url at a running vLLM server."
             ) from None
         os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")  # never fork a process with threads
+        check_cpu_head_size(location, revision, trust)
         args = AsyncEngineArgs(
             model=location,
             revision=revision,
