@@ -147,8 +147,13 @@ class _Task:
 
     def __call__(self, cfg: Any) -> None:
         self.started = True
+        from doppelkit.termination import Terminated, sigterm_raises
+
         try:
-            run_verb(self.verb, cfg, self.pm, self.registries)
+            with sigterm_raises():
+                run_verb(self.verb, cfg, self.pm, self.registries)
+        except Terminated as exc:
+            fail("terminated (SIGTERM)", int(exc.code or 1))
         except UserError as exc:
             fail(exc, exc.exit_code)
         except OSError as exc:

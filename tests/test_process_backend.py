@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
 from doppelkit.builtins.backends import ProcessBackend, StepFailedError, StepUserError
 from doppelkit.errors import InputDataError
+from doppelkit.termination import Terminated, sigterm_raises
 from doppelkit.testing.contracts import BackendContract
 
 
@@ -27,6 +31,14 @@ class Unpicklable(Exception):
 
 def raises_unpicklable() -> None:
     raise Unpicklable(1, 2)
+
+
+def cleans_up_when_stopped(folder: str) -> None:
+    (Path(folder) / "started").touch()
+    try:
+        time.sleep(60)
+    finally:
+        (Path(folder) / "cleaned up").touch()
 
 
 def where_am_i() -> int:
@@ -69,3 +81,21 @@ def test_an_error_that_cannot_travel_is_described(backend: ProcessBackend) -> No
 def test_auto_device_is_decided_in_the_step(run_context) -> None:  # type: ignore[no-untyped-def]
     assert ProcessBackend(ProcessBackend.Config(), run_context).device is None
     assert ProcessBackend(ProcessBackend.Config(device="cpu"), run_context).device == "cpu"
+
+
+def test_sigterm_reaches_the_step_which_cleans_up(backend: ProcessBackend, tmp_path: Path) -> None:
+    """``kill <doppelkit>`` (docker stop, systemd) stops the step's process too, through its
+    finally blocks — it used to keep running, orphaned, while the caller died."""
+
+    def terminate_once_started() -> None:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "started").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=terminate_once_started, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(Terminated), sigterm_raises():
+        backend.run(cleans_up_when_stopped, str(tmp_path))
+    assert (tmp_path / "cleaned up").exists()
+    assert time.monotonic() - started < 30

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from doppelkit.errors import DoppelkitError, UserError
 from doppelkit.hookspecs import Register, hookimpl
 from doppelkit.interfaces import RunContext
+from doppelkit.termination import Terminated
 
 T = TypeVar("T")
 
@@ -150,8 +151,8 @@ class ProcessBackend:
             with os.fdopen(read_result, "rb") as result:
                 answer = result.read()
             status = process.wait()
-        except BaseException:
-            _stop(process)
+        except BaseException as exc:
+            _stop(process, forward=isinstance(exc, Terminated))
             raise
         name = getattr(step, "__qualname__", repr(step))
         if not answer:
@@ -169,8 +170,11 @@ class ProcessBackend:
         raise StepFailedError(f"the {name} step failed in its process: {value}")
 
 
-def _stop(process: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
-    """Let an interrupted step's process end (it got the same Ctrl-C), else kill it."""
+def _stop(process: subprocess.Popen[bytes], *, forward: bool, grace_s: float = 30.0) -> None:
+    """Let an interrupted step's process end, else kill it. Ctrl-C reached it already (the
+    terminal signals the whole process group); a SIGTERM sent to this process is ``forward``ed."""
+    if forward and process.poll() is None:
+        process.terminate()
     try:
         process.wait(timeout=grace_s)
     except subprocess.TimeoutExpired:

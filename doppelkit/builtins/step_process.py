@@ -31,13 +31,15 @@ def main(read_fd: int, write_fd: int) -> int:
         sys.path[:] = pickle.load(source)  # first, so the step's module imports as it did there
         step, args, kwargs = pickle.load(source)
     from doppelkit.errors import UserError
+    from doppelkit.termination import Terminated, sigterm_raises
 
     try:
-        outcome: tuple[str, Any] = ("ok", step(*args, **kwargs))
+        with sigterm_raises():  # the caller forwards its SIGTERM: clean up as it does
+            outcome: tuple[str, Any] = ("ok", step(*args, **kwargs))
     except UserError as exc:
         outcome = ("user_error", (str(exc), getattr(exc, "exit_code", 2)))
     except BaseException as exc:
-        if not isinstance(exc, KeyboardInterrupt):
+        if not isinstance(exc, (KeyboardInterrupt, Terminated)):
             traceback.print_exc()
         outcome = ("error", _portable(exc))
     try:

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import subprocess
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -166,3 +170,29 @@ def database(kind: str) -> Iterator[str | None]:
         with engine.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         engine.dispose()
+
+
+def serve_cli(home: Path, *args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """``doppelkit serve frontend=bolt ARGS`` in a subprocess (the real command line)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "doppelkit.cli", "serve", "frontend=bolt", *args],
+        env={**os.environ, "DOPPELKIT_HOME": str(home), "PYTHONUNBUFFERED": "1", **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def url_after(process: subprocess.Popen[str], marker: str, timeout: float = 60) -> str:
+    """The URL that follows ``marker`` ("listening on", "installs at") on the server's stderr."""
+    assert process.stderr is not None
+    timer = threading.Timer(timeout, process.kill)
+    timer.start()
+    try:
+        line = ""
+        while marker not in line:
+            line = process.stderr.readline()
+            assert line, f"the server exited before printing {marker!r}"
+    finally:
+        timer.cancel()
+    return re.search(re.escape(marker) + r" (\S+)", line).group(1)  # type: ignore[union-attr]

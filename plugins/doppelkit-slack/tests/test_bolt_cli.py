@@ -3,12 +3,7 @@ driven with signed events against a fake Web API (as an operator's smoke test wo
 
 from __future__ import annotations
 
-import os
-import re
 import socket
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -18,7 +13,9 @@ from bolt_support import (
     SECRET,
     TEAM,
     TOKEN,
+    serve_cli,
     store_event_message,
+    url_after,
     wait_for_posts,
 )
 
@@ -32,18 +29,8 @@ from doppelkit_slack.testing import FakeSlack
 from doppelkit_slack.testing.events import EventSender, app_mention
 
 
-def serve(home: Path, *args: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "doppelkit.cli", "serve", "frontend=bolt", *args],
-        env={**os.environ, "DOPPELKIT_HOME": str(home), "PYTHONUNBUFFERED": "1", **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def test_http_mode_from_the_command_line(tmp_path: Path, slack: FakeSlack) -> None:
-    process = serve(
+    process = serve_cli(
         tmp_path / "home",
         "frontend.mode=http",
         "frontend.port=0",
@@ -52,15 +39,7 @@ def test_http_mode_from_the_command_line(tmp_path: Path, slack: FakeSlack) -> No
         env={"SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SECRET},
     )
     try:
-        assert process.stderr is not None
-        timer = threading.Timer(60, process.kill)
-        timer.start()
-        line = ""
-        while "listening on" not in line:
-            line = process.stderr.readline()
-            assert line, "the server exited before listening"
-        timer.cancel()
-        url = re.search(r"listening on (\S+)", line).group(1)  # type: ignore[union-attr]
+        url = url_after(process, "listening on")
         sender = EventSender(url, SECRET)
         event = app_mention(
             f"<@{BOT_USER}> hi", user="U_BOB", channel=CHANNEL, ts="1700000000.000100", team=TEAM
@@ -73,7 +52,8 @@ def test_http_mode_from_the_command_line(tmp_path: Path, slack: FakeSlack) -> No
         assert post.thread_ts == "1700000000.000100" and "no trained model yet" in post.text
     finally:
         process.terminate()
-        _, err = process.communicate(timeout=20)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 143 and "terminated (SIGTERM)" in err, err[-2000:]
     assert TOKEN not in err and SECRET not in err
 
 
@@ -187,7 +167,7 @@ def test_oauth_with_socket_mode_is_one_line_and_exit_2(tmp_path: Path) -> None:
 def test_oauth_install_page_from_the_command_line(tmp_path: Path, slack: FakeSlack) -> None:
     from doppelkit_slack.testing import Browser
 
-    process = serve(
+    process = serve_cli(
         tmp_path / "home",
         "frontend.mode=http",
         "frontend.port=0",
@@ -196,15 +176,7 @@ def test_oauth_install_page_from_the_command_line(tmp_path: Path, slack: FakeSla
         env={"SLACK_CLIENT_ID": "1111.2222", "SLACK_CLIENT_SECRET": "s3cret", "SLACK_SIGNING_SECRET": SECRET},
     )
     try:
-        assert process.stderr is not None
-        timer = threading.Timer(60, process.kill)
-        timer.start()
-        line = ""
-        while "installs at" not in line:
-            line = process.stderr.readline()
-            assert line, "the server exited before listening"
-        timer.cancel()
-        install = re.search(r"installs at (\S+)", line).group(1)  # type: ignore[union-attr]
+        install = url_after(process, "installs at")
         browser = Browser()
         page = browser.get(install)
         assert page.status == 200 and "client_id=1111.2222" in browser.install_link(page)

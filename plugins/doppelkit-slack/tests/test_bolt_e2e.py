@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bolt_support import SECRET
+from bolt_support import SECRET, serve_cli, url_after
 
 from doppelkit.interfaces import Engine
 from doppelkit.testing.fakes import EchoEngine
@@ -256,3 +256,42 @@ def test_the_trained_persona_answers_once_in_the_thread(trained_home: Path, slac
         assert slack.count("chat.postMessage") == len(posts)
     finally:
         bot.close()
+
+
+def test_the_command_line_bot_finishes_a_reply_in_progress_when_stopped(
+    trained_home: Path, slack: FakeSlack
+) -> None:
+    """``doppelkit serve frontend=bolt`` with the trained persona answers a mention; SIGTERM
+    (docker stop, systemd) while that reply waits out Slack's rate limit lets it go out, then
+    the command exits 143 — it used to die on the spot, cutting the reply off."""
+    slack.inject_fault("chat.postMessage", "ratelimited", retry_after=2.0)
+    process = serve_cli(
+        trained_home,
+        "frontend.mode=http",
+        "frontend.port=0",
+        f"frontend.api_url={slack.url}",
+        "frontend.avatar=none",
+        *TINY_PERSONA,
+        env={"SLACK_BOT_TOKEN": DEFAULT_TOKEN, "SLACK_SIGNING_SECRET": SECRET, "OMP_NUM_THREADS": "1"},
+    )
+    try:
+        sender = EventSender(url_after(process, "listening on"), SECRET)
+        stored = slack.workspace.add_message(
+            CHANNEL, {"user": ASKER, "text": f"<@{slack.workspace.bot.user_id}> what broke in the deploy?"}
+        )
+        event = app_mention(stored["text"], user=ASKER, channel=CHANNEL, ts=stored["ts"], team=TEAM)
+        assert sender.send_event(event, team=TEAM).status == 200
+        deadline = time.monotonic() + 60
+        while slack.count("chat.postMessage", status=429) == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert slack.count("chat.postMessage", status=429) == 1, "the reply never reached Slack"
+        assert slack.posts == []
+        process.terminate()  # while the reply waits out the rate limit
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 143 and "terminated (SIGTERM)" in err, err[-3000:]
+    [post] = slack.posts
+    assert post.username == "maya-bot" and post.thread_ts == stored["ts"] and post.text.strip()

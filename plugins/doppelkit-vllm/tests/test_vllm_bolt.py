@@ -4,11 +4,16 @@ envelope as Bolt's socket handler feeds it)."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from vllm_testkit import VLLM_TINY, make_peft, make_vllm
+from vllm_testkit import GREEDY, VLLM_TINY, make_peft, make_vllm
 
 from doppelkit.home import Home
 from doppelkit.models import Persona, User
@@ -79,3 +84,105 @@ def test_the_slack_bot_answers_with_engine_vllm_as_with_engine_peft(tmp_path: Pa
     with_peft = bot_posts(home, make_peft(home), run=2)
     assert len(with_vllm) >= len(QUESTIONS), f"every mention answered: {with_vllm}"
     assert with_vllm == with_peft
+
+
+def descendants(pid: int) -> set[int]:
+    """The live processes below ``pid`` (from /proc; zombies count as gone)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents[int(stat.parent.name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_the_command_line_bot_on_engine_vllm_answers_and_stops_with_its_engine(tmp_path: Path) -> None:
+    """``doppelkit serve frontend=bolt engine=vllm``: a signed mention is answered; SIGTERM stops
+    the command and vLLM's engine processes with it (they used to be left running, orphaned)."""
+    from doppelkit_slack.testing.events import EventSender, app_mention
+
+    home = Home.at(tmp_path / "home")
+    publish_random_adapter(home, build_tiny_base(home, VLLM_TINY, key="cli"), ANN, seed=12)
+    secret = "test-signing-secret"
+    with fake_slack() as slack:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "doppelkit.cli",
+                "serve",
+                "frontend=bolt",
+                "engine=vllm",
+                "frontend.mode=http",
+                "frontend.port=0",
+                f"frontend.api_url={slack.url}",
+                "frontend.avatar=none",
+                f"persona.user={ANN.id}",
+                f"home={home.root}",
+                "engine.enforce_eager=true",
+                "engine.max_new_tokens=12",
+                f"engine.kv_cache_memory_bytes={GREEDY.kv_cache_memory_bytes}",
+                f"engine.max_lora_rank={GREEDY.max_lora_rank}",
+            ],
+            env={
+                **os.environ,
+                "SLACK_BOT_TOKEN": TOKEN,
+                "SLACK_SIGNING_SECRET": secret,
+                "OMP_NUM_THREADS": "1",
+            },
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stderr is not None
+        timer = threading.Timer(240, process.kill)
+        timer.start()
+        lines: list[str] = []
+        try:
+            while not any("listening on" in line for line in lines):
+                lines.append(process.stderr.readline())
+                assert lines[-1], "".join(lines[-40:])
+            url = re.search(r"listening on (\S+)", lines[-1]).group(1)  # type: ignore[union-attr]
+            drain = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)  # type: ignore[arg-type]
+            drain.start()
+            event = app_mention(
+                f"<@{BOT_USER}> did the deploy go out?",
+                user="U_BOB",
+                channel=CHANNEL,
+                ts="1700000000.000100",
+                team=TEAM,
+            )
+            slack.workspace.add_message(CHANNEL, {k: event[k] for k in ("ts", "user", "text")})
+            assert EventSender(url, secret).send_event(event, team=TEAM).status == 200
+            deadline = time.monotonic() + 180
+            while not slack.posts and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert [p.username for p in slack.posts] == ["Ann-bot"], "".join(lines[-40:])
+            engine_processes = descendants(process.pid)
+            assert engine_processes, "vLLM runs its engine core in a process of its own"
+            process.terminate()
+            assert process.wait(60) == 143, "".join(lines[-40:])
+        finally:
+            timer.cancel()
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in engine_processes) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(alive(pid) for pid in engine_processes), "vLLM's processes outlived the bot"

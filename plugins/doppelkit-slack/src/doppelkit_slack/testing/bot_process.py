@@ -19,6 +19,7 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> None:
+    from doppelkit.termination import sigterm_raises
     from doppelkit.testing.fakes import EchoEngine
     from doppelkit.testing.helpers import make_context
     from doppelkit_slack.bolt.config import BoltConfig
@@ -52,7 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     server = HttpServer(asgi_app(runtime, secret), "127.0.0.1", 0)
     print(f"listening on {server.url}{config.path}", file=sys.stderr, flush=True)
     try:
-        server.run()
+        with sigterm_raises():  # a test's terminate() stops it cleanly; SIGKILL is the crash
+            server.run()
     finally:
         runtime.close()
 
