@@ -9,12 +9,15 @@ delivering the event, as Slack does, so the bot can read the thread and reply in
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -196,3 +199,12 @@ def url_after(process: subprocess.Popen[str], marker: str, timeout: float = 60) 
     finally:
         timer.cancel()
     return re.search(re.escape(marker) + r" (\S+)", line).group(1)  # type: ignore[union-attr]
+
+
+def health(url: str) -> tuple[int, dict[str, Any]]:
+    """``GET url`` (a ``/healthz``): the HTTP status and the JSON report."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())

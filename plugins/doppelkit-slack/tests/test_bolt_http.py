@@ -21,6 +21,7 @@ from bolt_support import (
     ROOT_TS,
     TEAM,
     Bot,
+    health,
     replies,
     start_bot,
     stop_bot,
@@ -402,14 +403,8 @@ def test_persistent_server_errors_give_up_visibly_and_the_bot_keeps_working(
 
 
 def _health(bot: Bot) -> dict[str, Any]:
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(bot.server.url + "/healthz") as response:
-            return dict(json.loads(response.read()), http=response.status)
-    except urllib.error.HTTPError as error:
-        return dict(json.loads(error.read()), http=error.code)
+    status, report = health(bot.server.url + "/healthz")
+    return dict(report, http=status)
 
 
 def test_long_and_multi_message_replies_are_split_and_posted_in_order(

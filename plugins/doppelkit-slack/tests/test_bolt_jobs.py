@@ -29,6 +29,7 @@ from bolt_support import (
     TEAM,
     TOKEN,
     database,
+    health,
     replies,
     start_bot,
     stop_bot,
@@ -177,14 +178,7 @@ def test_killed_after_slack_took_a_part_but_before_it_was_recorded(
 
 
 def _health(url: str) -> tuple[int, dict[str, Any]]:
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url + "/healthz") as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+    return health(url + "/healthz")
 
 
 def test_a_write_locked_store_neither_stalls_acks_nor_loses_the_mention(

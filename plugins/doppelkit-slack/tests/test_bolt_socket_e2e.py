@@ -6,16 +6,32 @@ connects to a local WebSocket server speaking Slack's protocol (``apps.connectio
 from __future__ import annotations
 
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from bolt_support import BOT_USER, CHANNEL, TEAM, TOKEN, database, store_event_message, wait_for_posts
+from bolt_support import (
+    BOT_USER,
+    CHANNEL,
+    SECRET,
+    TEAM,
+    TOKEN,
+    database,
+    health,
+    serve_cli,
+    store_event_message,
+    url_after,
+    wait_for_posts,
+    wait_until,
+)
 
 from doppelkit.testing.fakes import EchoEngine
-from doppelkit.testing.helpers import make_context
+from doppelkit.testing.helpers import make_context, run_cli
 from doppelkit_slack.bolt.config import BoltConfig
 from doppelkit_slack.bolt.runtime import BoltRuntime, build_runtime
+from doppelkit_slack.bolt.server import SOCKET_DOWN_GRACE_S, SocketModeHealth
 from doppelkit_slack.testing import FakeSlack, FakeSocketMode
 from doppelkit_slack.testing.bolt import wait_idle
 from doppelkit_slack.testing.events import app_mention, event_envelope, slash_command
@@ -123,3 +139,68 @@ def test_a_wrong_app_token_gets_no_connection(slack: FakeSlack, socket: FakeSock
     with pytest.raises(SlackApiError, match="invalid_auth"):
         client.apps_connections_open(app_token="xapp-1-wrong")
     assert client.apps_connections_open(app_token=APP_TOKEN)["url"].startswith("ws://127.0.0.1:")
+
+
+# --- /healthz in Socket Mode (frontend.health_port) ----------------------------------------------
+
+
+def test_the_command_line_bot_in_socket_mode_reports_its_health_and_stops_cleanly(
+    tmp_path: Path, slack: FakeSlack, socket: FakeSocketMode
+) -> None:
+    process = serve_cli(
+        tmp_path / "home",
+        "frontend.mode=socket",
+        "frontend.health_port=0",
+        f"frontend.api_url={slack.url}",
+        "frontend.avatar=none",
+        "persona.user=U_ANN",
+        env={"SLACK_BOT_TOKEN": TOKEN, "SLACK_APP_TOKEN": APP_TOKEN},
+    )
+    try:
+        url = url_after(process, "health at")
+        assert wait_until(lambda: health(url)[1].get("socket_mode") == "connected", 20)
+        status, report = health(url)
+        assert status == 200 and report["status"] == "ok" and report["queued"] == 0
+        envelope = socket.send_events_api(mention(slack, "1700000001.000100", "EvH1"))
+        assert socket.wait_ack(envelope) is not None
+        [post] = wait_for_posts(slack, 1, timeout=20)
+        assert post.thread_ts == "1700000001.000100"
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(url.removesuffix("/healthz") + "/slack/events", timeout=5)
+        process.terminate()
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 143 and "terminated (SIGTERM)" in err, err[-3000:]
+    assert TOKEN not in err and APP_TOKEN not in err
+
+
+def test_a_socket_down_past_the_grace_is_degraded() -> None:
+    now = [0.0]
+    connected = [False]
+    report = SocketModeHealth(lambda: {"status": "ok"}, lambda: connected[0], clock=lambda: now[0])
+    assert report() == {"status": "ok", "socket_mode": "disconnected for 0 s"}, "still connecting"
+    connected[0] = True
+    assert report() == {"status": "ok", "socket_mode": "connected"}
+    connected[0] = False
+    now[0] = 100.0
+    assert report()["status"] == "ok", "a reconnect is not an outage"
+    now[0] += SOCKET_DOWN_GRACE_S + 1
+    assert report() == {
+        "status": "degraded",
+        "socket_mode": f"disconnected for {SOCKET_DOWN_GRACE_S + 1:.0f} s",
+    }
+    connected[0] = True
+    assert report()["status"] == "ok"
+
+
+def test_health_port_in_http_mode_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = run_cli(
+        ["serve", "frontend=bolt", "frontend.mode=http", "frontend.health_port=8080", f"home={tmp_path}"],
+        env={"SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SECRET},
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "frontend.health_port is for Socket Mode" in result.stderr and "Traceback" not in result.stderr

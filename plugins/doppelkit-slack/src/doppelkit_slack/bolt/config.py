@@ -45,6 +45,9 @@ class BoltConfig(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(3000, ge=0, le=65535)  # 0 picks a free port (printed on start)
     path: str = Field("/slack/events", pattern=r"^/[A-Za-z0-9_./-]*$")
+    # Socket Mode: serve GET /healthz on host:health_port (0: a free port, printed); null: none.
+    # (HTTP mode serves /healthz on its own port.)
+    health_port: int | None = Field(None, ge=0, le=65535)
     api_url: str | None = None  # Slack Web API base URL; null = https://slack.com/api/
     max_body_bytes: int = Field(1_000_000, ge=1024)
     persona_limit: int = Field(10, ge=1)  # personas per workspace

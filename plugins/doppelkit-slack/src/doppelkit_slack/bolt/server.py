@@ -118,6 +118,49 @@ class SideRoutes:
         await self.app(scope, receive, send)
 
 
+async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "http":
+        await _respond(send, 404, b"not found", b"text/plain")
+
+
+SOCKET_DOWN_GRACE_S = 10.0  # a reconnect (Slack asks for one every few hours) is not an outage
+
+
+class SocketModeHealth:
+    """What ``/healthz`` says in Socket Mode: the reply jobs' health and the WebSocket's.
+
+    slack_sdk's client reconnects by itself; a connection down longer than
+    :data:`SOCKET_DOWN_GRACE_S` (or never up) makes the status ``degraded`` (HTTP 503), so a
+    supervisor can restart a bot that stopped hearing from Slack."""
+
+    def __init__(
+        self,
+        jobs_health: Callable[[], dict[str, Any]],
+        is_connected: Callable[[], bool],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.jobs_health = jobs_health
+        self.is_connected = is_connected
+        self.clock = clock
+        self._down_since: float | None = clock()  # not connected yet
+
+    def __call__(self) -> dict[str, Any]:
+        report = dict(self.jobs_health())
+        now = self.clock()
+        if self.is_connected():
+            self._down_since = None
+            report["socket_mode"] = "connected"
+            return report
+        if self._down_since is None:
+            self._down_since = now
+        down_s = now - self._down_since
+        report["socket_mode"] = f"disconnected for {down_s:.0f} s"
+        if down_s > SOCKET_DOWN_GRACE_S:
+            report["status"] = "degraded"
+        return report
+
+
 async def _respond(send: Send, status: int, body: bytes, content_type: bytes) -> None:
     headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -275,6 +318,11 @@ def serve(config: BoltConfig, context: RunContext, engine: Engine) -> None:
     verbose = context.settings.verbose
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
     bot_token, oauth = bot_credentials(config)
+    if config.mode == "http" and config.health_port is not None:
+        raise UserError(
+            "frontend.health_port is for Socket Mode; in HTTP mode GET /healthz is served on "
+            "frontend.port with the events. Remove frontend.health_port."
+        )
     if config.mode == "http":
         signing_secret = required_secret(SIGNING_SECRET_ENV, "HTTP mode verifies every request with it")
         app_token = None
@@ -299,7 +347,24 @@ def serve(config: BoltConfig, context: RunContext, engine: Engine) -> None:
             )
             server.run()
         else:
-            context.console.print(f"doppelkit bolt: connecting to Slack in Socket Mode{persona_note}")
-            socket_mode_handler(runtime.app, app_token).start()
+            handler = socket_mode_handler(runtime.app, app_token)
+            health_server = None
+            if config.health_port is not None:
+                health = SocketModeHealth(runtime.parts.replier.jobs.health, handler.client.is_connected)
+                routes = SideRoutes(not_found, runtime.parts.home, health)
+                health_server = HttpServer(routes, config.host, config.health_port).start()
+                persona_note += f"; health at {health_server.url}/healthz"
+            context.console.print(
+                f"doppelkit bolt: connecting to Slack in Socket Mode{persona_note}",
+                soft_wrap=True,
+                markup=False,
+                highlight=False,
+            )
+            try:
+                handler.start()
+            finally:
+                handler.close()
+                if health_server is not None:
+                    health_server.stop()
     finally:
         runtime.close(wait=False)
