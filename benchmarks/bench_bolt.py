@@ -93,7 +93,11 @@ def run(
     stub = fake_slack()
     tmp = tempfile.TemporaryDirectory()
     engine = EchoEngine(versions={(TEAM, "U_ANN"): "v1"}, delay=ENGINE_DELAY_S)
-    bot = start_bot(Path(tmp.name), stub, engine, reply_workers=2, reply_queue_max=10_000)
+    # Limits high enough that every mention is answered: this measures acks, not the limits
+    # (the per-team reply count still runs in each job's transaction).
+    bot = start_bot(
+        Path(tmp.name), stub, engine, reply_workers=2, reply_queue_max=10_000, replies_per_minute=1_000_000
+    )
     sender = EventSender(bot.server.url + "/slack/events", SECRET)
     count = int(rate * duration)
     locker = None

@@ -258,6 +258,23 @@ def test_a_mention_that_waited_too_long_gets_an_apology_not_a_stale_answer(
         stop_bot(bot)
 
 
+def test_the_reply_limit_holds_across_bot_processes(
+    processes: list[BotProcess], tmp_path: Path, slack: FakeSlack, store_config: dict[str, Any]
+) -> None:
+    """Two bots on one store (as several Modal containers or replicas are): the workspace gets
+    its replies per minute once, not once per process."""
+    bots = [start(processes, tmp_path, slack, {**store_config, "replies_per_minute": 2}) for _ in range(2)]
+    for i in range(6):
+        event = app_mention(
+            f"<@{BOT_USER}> hi {i}", user="U_BOB", channel=CHANNEL, ts=f"17000000{i:02d}.000100"
+        )
+        store_event_message(slack, event)
+        assert bots[i % 2].sender.send_event(event, team=TEAM).status == 200
+    texts = texts_when_settled(slack, 3)
+    assert len(texts) == 3, texts
+    assert sum("more than 2 replies in the last minute" in t for t in texts) == 1, texts
+
+
 # --- failures that used to be silent ------------------------------------------------------------------
 
 
@@ -271,10 +288,10 @@ def test_a_full_disk_is_reported_and_the_job_recorded_once_it_passes(
     add_job = store.add_job
     failing = [True]
 
-    def full_disk(values: dict[str, Any]) -> bool:
+    def full_disk(values: dict[str, Any], **limits: Any) -> str | None:
         if failing[0]:
             raise OperationalError("INSERT", {}, Exception("database or disk is full"))
-        return add_job(values)
+        return add_job(values, **limits)
 
     monkeypatch.setattr(store, "add_job", full_disk)
     try:
@@ -324,10 +341,10 @@ def test_a_mention_held_in_memory_past_the_age_limit_gets_the_apology(
     store = bot.runtime.parts.store
     add_job, until = store.add_job, time.monotonic() + 1.0
 
-    def unavailable_for_a_second(values: dict[str, Any]) -> bool:
+    def unavailable_for_a_second(values: dict[str, Any], **limits: Any) -> str | None:
         if time.monotonic() < until:
             raise OperationalError("INSERT", {}, Exception("database or disk is full"))
-        return add_job(values)
+        return add_job(values, **limits)
 
     monkeypatch.setattr(store, "add_job", unavailable_for_a_second)
     try:

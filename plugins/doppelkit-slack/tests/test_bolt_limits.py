@@ -1,5 +1,6 @@
 """Per-workspace limits: personas, trainings at once, replies per minute — each refused with a
-reply that says which limit and what to do; another workspace is not affected."""
+reply that says which limit and what to do; another workspace is not affected.
+(Across bot processes sharing a store: test_bolt_jobs.py.)"""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from bolt_support import ADMIN, BOT_USER, CHANNEL, TEAM, Bot, replies, start_bot
 from test_bolt_commands import FakeSteps, use_steps
 
 from doppelkit.testing.fakes import EchoEngine
-from doppelkit_slack.bolt.limits import ReplyLimiter
 from doppelkit_slack.testing import FakeSlack
 from doppelkit_slack.testing.events import app_mention
 
@@ -55,19 +55,6 @@ def test_replies_per_minute_are_limited_with_one_notice(bot: Bot) -> None:
     notices = [p for p in posts if "more than 2 replies in the last minute" in p.text]
     assert len(answers) == 2 and len(notices) == 1, [p.text for p in posts]
     assert notices[0].thread_ts == "1700000002.000100", "the notice is in the first refused thread"
-
-
-def test_the_reply_window_slides_and_is_per_team() -> None:
-    now = [0.0]
-    notices: list[tuple[str, str, str, str]] = []
-    limiter = ReplyLimiter(2, lambda *args: notices.append(args), clock=lambda: now[0])
-    assert limiter.reserve("T1") and limiter.reserve("T1")
-    assert not limiter.reserve("T1") and limiter.reserve("T2")
-    limiter.release("T1")  # a mention that needed no reply after all (a duplicate)
-    assert limiter.reserve("T1") and not limiter.reserve("T1")
-    now[0] = 60.0
-    assert limiter.reserve("T1"), "a minute later the old replies no longer count"
-    limiter.shutdown()
 
 
 def test_replies_are_limited_while_the_store_is_slow(tmp_path: Path, slack: FakeSlack) -> None:

@@ -204,13 +204,36 @@ def _job_values(key: str) -> dict[str, object]:
     }  # fmt: skip
 
 
+def test_replies_per_minute_are_counted_per_team_in_the_store(store: PersonaStore) -> None:
+    """Every bot process on the store shares the limit: the count is the store's, not a
+    process's. Over it, the first mention in the minute becomes a notice, later ones nothing."""
+    from datetime import timedelta
+
+    start = datetime_now()
+
+    def add(key: str, team: str = "T1", after_s: float = 0.0) -> str | None:
+        values = {**_job_values(key), "team": team, "created_at": start + timedelta(seconds=after_s)}
+        return store.add_job(values, replies_per_minute=2)
+
+    assert [add("T1:C1:1.1"), add("T1:C1:1.2")] == ["reply", "reply"]
+    assert add("T1:C1:1.3") == "limit" and add("T1:C1:1.4") == "limited"
+    assert add("T2:C1:1.1", team="T2") == "reply", "another workspace has its own count"
+    assert add("T1:C1:1.2") is None, "a redelivery is still a duplicate"
+    assert store.claim_job("T1:C1:1.4", "w", timedelta(minutes=1)) is None, "nothing to post"
+    claimable = sorted(key for key, _ in store.claimable_jobs(queued_before=datetime_now()))
+    assert claimable == ["T1:C1:1.1", "T1:C1:1.2", "T1:C1:1.3", "T2:C1:1.1"]
+    assert add("T1:C1:2.1", after_s=61) == "reply", "a minute later the old replies no longer count"
+    busy = {**_job_values("T1:C1:2.2"), "kind": "busy"}
+    assert store.add_job(busy, replies_per_minute=2) == "busy", "a busy notice is not a reply"
+
+
 def test_reply_jobs_are_recorded_once_claimed_once_and_taken_over_after_the_lease(
     store: PersonaStore,
 ) -> None:
     from datetime import timedelta
 
-    assert store.add_job(_job_values("T1:C1:1.000001")) is True
-    assert store.add_job(_job_values("T1:C1:1.000001")) is False  # a retry finds it taken
+    assert store.add_job(_job_values("T1:C1:1.000001")) == "reply"
+    assert store.add_job(_job_values("T1:C1:1.000001")) is None  # a retry finds it taken
     with ThreadPoolExecutor(8) as pool:
         claims = list(
             pool.map(lambda i: store.claim_job("T1:C1:1.000001", f"w{i}", timedelta(minutes=1)), range(8))

@@ -42,6 +42,10 @@ SCRAPING, TRAINING, TRAINED, FAILED = "scraping", "training", "trained", "failed
 # Reply jobs: queued → running → done | failed (a running job whose lease ran out is claimable).
 JOB_QUEUED, JOB_RUNNING, JOB_DONE, JOB_FAILED = "queued", "running", "done", "failed"
 JOB_STATES = (JOB_QUEUED, JOB_RUNNING, JOB_DONE, JOB_FAILED)
+# What a reply job posts: the persona's reply, a "busy" notice (queue full), the notice that the
+# workspace is over its replies per minute, or nothing (over the limit, noticed already: done).
+KIND_REPLY, KIND_BUSY, KIND_LIMIT, KIND_LIMITED = "reply", "busy", "limit", "limited"
+REPLY_WINDOW = timedelta(minutes=1)
 STATES = (SCRAPING, TRAINING, TRAINED, FAILED)
 FINISHED = (TRAINED, FAILED)
 # The only moves the state machine allows; a new ``train`` restarts a finished row at SCRAPING.
@@ -500,19 +504,59 @@ class PersonaStore:
 
     # --- reply jobs -----------------------------------------------------------------------------
 
-    def add_job(self, values: dict[str, Any]) -> bool:
+    def add_job(self, values: dict[str, Any], *, replies_per_minute: int | None = None) -> str | None:
         """Record a reply job (``key``, ``kind``, ``team``, ``channel``, ``ts``, ``thread_ts``,
         ``user_id``, ``text``, ``bot_user_id``, ``bot_id``; ``created_at``: when the mention
-        arrived, default now); False if its key exists already."""
+        arrived, default now). Returns the kind recorded, or None if the key exists already.
+
+        With ``replies_per_minute``, a ``reply`` whose workspace already has that many replies
+        recorded in the minute before it arrived becomes a ``limit`` notice — or, when one was
+        recorded in that minute, ``limited``: finished at once, nothing to post. Counted in the
+        inserting transaction (on PostgreSQL under the team's lock), so every bot process on
+        this store shares the limit."""
         stamp = now()
         row = {"created_at": stamp, **values, "state": JOB_QUEUED, "posted": 0, "attempts": 0}
         row["updated_at"] = stamp
+        limited = replies_per_minute is not None and row["kind"] == KIND_REPLY
         try:
             with self._write() as conn:
+                if limited and conn.dialect.name == "postgresql":
+                    conn.execute(
+                        sa.text("SELECT pg_advisory_xact_lock(hashtext(:team))"), {"team": row["team"]}
+                    )
+                # Insert first: on SQLite that takes the database's write lock, so no other
+                # process can record a job between the count below and the commit.
                 conn.execute(self.jobs.insert().values(**row))
+                if limited:
+                    assert replies_per_minute is not None
+                    changes = self._over_limit(conn, row, replies_per_minute)
+                    if changes:
+                        conn.execute(
+                            self.jobs.update().where(self.jobs.c.key == row["key"]).values(**changes)
+                        )
+                        row.update(changes)
         except IntegrityError:
-            return False
-        return True
+            return None
+        return str(row["kind"])
+
+    def _over_limit(self, conn: sa.Connection, row: dict[str, Any], limit: int) -> dict[str, Any]:
+        """The changes that turn a reply over its team's limit into a notice, or into nothing."""
+        jobs = self.jobs.c
+
+        def recent(kind: str) -> int:
+            query = sa.select(sa.func.count()).where(
+                jobs.team == row["team"],
+                jobs.kind == kind,
+                jobs.created_at > row["created_at"] - REPLY_WINDOW,
+                jobs.key != row["key"],
+            )
+            return int(conn.execute(query).scalar_one())
+
+        if recent(KIND_REPLY) < limit:
+            return {}
+        if recent(KIND_LIMIT) == 0:
+            return {"kind": KIND_LIMIT}
+        return {"kind": KIND_LIMITED, "state": JOB_DONE}
 
     def _claimable(self, stamp: datetime) -> sa.ColumnElement[bool]:
         return sa.or_(

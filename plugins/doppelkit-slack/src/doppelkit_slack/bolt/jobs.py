@@ -19,7 +19,9 @@ The life of a job (:class:`ReplyJobs`):
 
 Limits: at most ``queue_max`` jobs wait for a worker; past that a mention gets a short "busy"
 notice (posted by a separate notice thread, so it is not stuck behind the queue). A job that
-waited longer than ``max_age_s`` gets a short apology instead of a stale answer.
+waited longer than ``max_age_s`` gets a short apology instead of a stale answer. A workspace
+past ``replies_per_minute`` gets one notice a minute and no replies; the store counts them as
+it records each job, so the limit holds across every process sharing it.
 """
 
 from __future__ import annotations
@@ -36,10 +38,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from doppelkit_slack.store import JOB_DONE, JOB_FAILED, JobRecord, PersonaStore, now
+from doppelkit_slack.store import (
+    JOB_DONE,
+    JOB_FAILED,
+    KIND_BUSY,
+    KIND_LIMIT,
+    KIND_LIMITED,
+    KIND_REPLY,
+    JobRecord,
+    PersonaStore,
+    now,
+)
 
 log = logging.getLogger("doppelkit.bolt")
-REPLY, BUSY = "reply", "busy"
+REPLY, BUSY, LIMIT = KIND_REPLY, KIND_BUSY, KIND_LIMIT
+NOTICES = (BUSY, LIMIT)  # posted by the notice thread, never stuck behind the replies
 MAX_UNRECORDED = 10_000  # jobs held in memory while the store is unavailable
 PRUNE_EVERY_S = 3600.0
 
@@ -53,6 +66,7 @@ class JobSettings:
     ack_wait_s: float = 0.025
     poll_s: float | None = None  # how often leases are renewed and the store is swept; lease_s / 4
     degraded_after_s: float = 5.0  # a job unrecorded this long makes /healthz say "degraded"
+    replies_per_minute: int | None = None  # per workspace, across processes (the store counts)
 
 
 class ClaimedJob:
@@ -162,8 +176,10 @@ class ReplyJobs:
 
     def submit(self, values: dict[str, Any]) -> str:
         """Record a job (``values`` as :meth:`PersonaStore.add_job` takes them, without ``kind``):
-        ``queued``, ``busy`` (queued as a busy notice), ``duplicate``, or ``unrecorded`` (the store
-        did not answer within ``ack_wait_s``; kept in memory and recorded as soon as it can be)."""
+        ``queued``, ``busy`` (queued as a busy notice), ``limit`` (the workspace is over its replies
+        per minute: queued as that notice), ``limited`` (over it and noticed already: nothing to
+        do), ``duplicate``, or ``unrecorded`` (the store did not answer within ``ack_wait_s``;
+        kept in memory and recorded as soon as it can be)."""
         key = values["key"]
         with self._lock:
             if key in self._unrecorded or key in self._known:
@@ -198,7 +214,7 @@ class ReplyJobs:
                 key, pending = next(iter(self._unrecorded.items()))
                 self._writing_since = time.monotonic()
             try:
-                added = self.store.add_job(pending.values)
+                kind = self.store.add_job(pending.values, replies_per_minute=self.settings.replies_per_minute)
             except Exception as exc:  # locked, full, gone: keep it in memory and try again
                 self._store_failed(exc)
                 self._stopping.wait(backoff)
@@ -210,11 +226,19 @@ class ReplyJobs:
             self._store_ok()
             with self._lock:
                 del self._unrecorded[key]
-                if added:
-                    self._enqueue(key, pending.values["kind"])
-                    pending.outcome = "busy" if pending.values["kind"] == BUSY else "queued"
-                else:
+                if kind is None:
                     pending.outcome = "duplicate"
+                elif kind == KIND_LIMITED:
+                    self.counts["limited"] += 1
+                    log.info(
+                        "team %s is over its replies per minute; not answering %s",
+                        pending.values["team"],
+                        key,
+                    )
+                    pending.outcome = "limited"
+                else:
+                    self._enqueue(key, kind)
+                    pending.outcome = "queued" if kind == REPLY else kind
             pending.done.set()
 
     def _enqueue(self, key: str, kind: str) -> None:
@@ -223,10 +247,13 @@ class ReplyJobs:
             return
         self._known.add(key)
         self._queued_at[key] = time.monotonic()
-        (self._notices if kind == BUSY else self._queue).append(key)
+        (self._notices if kind in NOTICES else self._queue).append(key)
         if kind == BUSY:
             self.counts["busy"] += 1
             log.warning("reply queue full (%d waiting): %s gets a busy notice", len(self._queue), key)
+        elif kind == LIMIT:
+            self.counts["limited"] += 1
+            log.warning("team of %s is over its replies per minute: it gets the notice", key)
         self._lock.notify_all()
 
     # --- workers ---------------------------------------------------------------------------------

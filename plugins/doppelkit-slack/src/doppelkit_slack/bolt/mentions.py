@@ -24,8 +24,7 @@ from doppelkit.models import DatasetReport, Message, Persona, Thread, is_safe_id
 from doppelkit.mrkdwn import mentioned_channel_ids
 from doppelkit.threads import referenced_user_ids
 from doppelkit_slack.bolt.avatar import Avatars
-from doppelkit_slack.bolt.jobs import BUSY, ClaimedJob, JobSettings, ReplyJobs
-from doppelkit_slack.bolt.limits import ReplyLimiter
+from doppelkit_slack.bolt.jobs import BUSY, LIMIT, ClaimedJob, JobSettings, ReplyJobs
 from doppelkit_slack.bolt.personas import ChannelDirectory, MemberDirectory, PersonaChooser
 from doppelkit_slack.bolt.posting import (
     UNREACHABLE,
@@ -49,6 +48,13 @@ MAX_REPLY_PAGES = 20
 SLACKBOT = "USLACKBOT"  # Slackbot (reminders, its own replies): never a person to answer
 BUSY_NOTICE = "Sorry, I'm answering a lot of messages right now; please ask me again in a few minutes."
 STALE_NOTICE = "Sorry, I took too long to get to your message; please ask me again."
+
+
+def limit_notice(per_minute: int | None) -> str:
+    return (
+        f"This workspace asked me for more than {per_minute} replies in the last minute (the limit); "
+        "I'll answer mentions again in a moment."
+    )
 
 
 def notice(text: str) -> dict[str, Any]:
@@ -76,8 +82,6 @@ class ReplySettings:
 
 
 class MentionReplier:
-    limiter: ReplyLimiter | None = None  # frontend.replies_per_minute
-
     def __init__(
         self,
         *,
@@ -111,11 +115,7 @@ class MentionReplier:
         job = self._job(body, event, bot_user_id, bot_id)
         if isinstance(job, str):
             return "ignored: " + job
-        limiter = self.limiter
-        if limiter is not None and not limiter.reserve(job.team):
-            limiter.refuse(job.team, job.channel, job.thread_ts)
-            return "ignored: over the workspace's reply limit"
-        outcome = self.jobs.submit(
+        return self.jobs.submit(
             {
                 "key": f"{job.team}:{job.channel}:{job.ts}",
                 "team": job.team,
@@ -128,10 +128,6 @@ class MentionReplier:
                 "bot_id": job.bot_id,
             }
         )
-        # "unrecorded" keeps its place: the store was only slow, the reply still goes out later
-        if limiter is not None and outcome not in ("queued", "unrecorded"):
-            limiter.release(job.team)
-        return outcome
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Wait until every job recorded or queued here is finished (tests, benchmarks)."""
@@ -185,6 +181,8 @@ class MentionReplier:
         if reply is None:
             if record.kind == BUSY:
                 reply = notice(BUSY_NOTICE)
+            elif record.kind == LIMIT:
+                reply = notice(limit_notice(self.jobs.settings.replies_per_minute))
             elif claimed.age_s > self.jobs.settings.max_age_s:
                 log.warning("job %s waited %.0f s (limit %.0f s): apologising", record.key, claimed.age_s,
                             self.jobs.settings.max_age_s)  # fmt: skip

@@ -25,7 +25,6 @@ from doppelkit_slack.bolt.config import MAX_RETRY_AFTER_S, BoltConfig
 from doppelkit_slack.bolt.consent import ConsentGate, ConsentStore
 from doppelkit_slack.bolt.forgetting import Forgetting
 from doppelkit_slack.bolt.jobs import JobSettings
-from doppelkit_slack.bolt.limits import ReplyLimiter
 from doppelkit_slack.bolt.mentions import SYSTEM_USERNAME, MentionReplier, ReplySettings
 from doppelkit_slack.bolt.oauth import OAuthCredentials, OAuthParts, build_oauth, token_rotator
 from doppelkit_slack.bolt.personas import (
@@ -65,8 +64,6 @@ class BoltRuntime:
         and workspace deletions (always finished: Slack will not ask again)."""
         self.dispatch_pool.shutdown(wait=wait, cancel_futures=not wait)
         self.parts.replier.shutdown(wait=wait)
-        if self.parts.replier.limiter is not None:
-            self.parts.replier.limiter.shutdown()
         self.parts.eraser.shutdown(wait=True)
 
 
@@ -222,6 +219,7 @@ def build_runtime(
             max_age_s=config.reply_max_age_s,
             lease_s=config.reply_lease_s,
             ack_wait_s=config.ack_store_wait_s,
+            replies_per_minute=config.replies_per_minute,
         ),
     )
 
@@ -246,12 +244,6 @@ def build_runtime(
         permissions=config.permissions,
     )
     commands.training_limit = config.training_limit
-    replier.limiter = ReplyLimiter(
-        config.replies_per_minute,
-        lambda team, channel, thread_ts, text: post_messages(
-            clients(team), channel, thread_ts, [text], Identity(SYSTEM_USERNAME)
-        ),
-    )
     consents = ConsentStore(store)
     consents.create_schema()
     commands.consent = ConsentGate(
