@@ -26,13 +26,17 @@ class Terminated(SystemExit):
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    # Once: a second SIGTERM (systemd signals every process of the unit, and +backend=process
+    # forwards its own) must not break off the clean-up the first one started. SIGKILL still ends it.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Terminated()
 
 
 @contextmanager
 def sigterm_raises() -> Iterator[None]:
-    """While inside, SIGTERM raises :class:`Terminated` in the main thread (elsewhere a no-op:
-    only the main thread may handle signals)."""
+    """While inside, the first SIGTERM raises :class:`Terminated` in the main thread; later ones
+    are ignored until the clean-up is done (elsewhere a no-op: only the main thread may handle
+    signals)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -25,6 +25,19 @@ def test_sigterm_raises_terminated_and_the_handler_is_restored() -> None:
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+def test_a_second_sigterm_does_not_break_off_the_clean_up() -> None:
+    cleaned = []
+    with pytest.raises(Terminated), sigterm_raises():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(10)
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)  # as systemd's, or a forwarded one, would arrive
+            time.sleep(0.05)
+            cleaned.append(True)
+    assert cleaned
+
+
 def test_terminated_passes_code_that_catches_exceptions_or_ctrl_c() -> None:
     with pytest.raises(Terminated):
         try:
