@@ -15,6 +15,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -208,6 +209,38 @@ def test_a_write_locked_store_neither_stalls_acks_nor_loses_the_mention(
     finally:
         locker.close()
         stop_bot(bot)
+
+
+def test_a_stop_records_the_mentions_held_in_memory_first(
+    tmp_path: Path, slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mention acked while the store failed waits in memory; stopping the bot (a SIGTERM, a
+    deploy) used to drop it. Now the stop records it first, and the next bot answers it."""
+    from sqlalchemy.exc import OperationalError
+
+    engine = EchoEngine(versions={(TEAM, "U_ANN"): "v1"})
+    bot = start_bot(tmp_path, slack, engine)
+    store = bot.runtime.parts.store
+    add_job, back = store.add_job, threading.Event()
+
+    def restarting(values: dict[str, Any], **limits: Any) -> str | None:
+        if not back.is_set():
+            raise OperationalError("INSERT", {}, Exception("the database system is starting up"))
+        return add_job(values, **limits)
+
+    monkeypatch.setattr(store, "add_job", restarting)
+    assert bot.mention(event_id="EvHELD").status == 200
+    assert wait_until(lambda: _health(bot.server.url)[1]["counts"]["store_errors"] >= 1, 5)
+    assert _health(bot.server.url)[1]["unrecorded"] == 1
+    threading.Timer(0.5, back.set).start()  # the database is back while the bot stops
+    stop_bot(bot)
+    assert slack.posts == [], "the stopping bot took no new job"
+    again = start_bot(tmp_path, slack, engine)
+    try:
+        [post] = replies(again, n=1)
+        assert post.thread_ts == ROOT_TS and post.text.endswith("how are you?")
+    finally:
+        stop_bot(again)
 
 
 # --- queue limits ----------------------------------------------------------------------------------

@@ -138,6 +138,7 @@ class ReplyJobs:
         self._store_since = time.monotonic()
         self._writing_since: float | None = None
         self._stopping = threading.Event()
+        self._closing = threading.Event()  # workers take no new job; the recorder still records
         self._threads: list[threading.Thread] = []
 
     # --- lifetime -------------------------------------------------------------------------------
@@ -156,13 +157,27 @@ class ReplyJobs:
 
     def close(self, wait: bool = False, timeout: float = 10.0) -> None:
         """Stop taking work. ``wait``: finish what is queued here first. Jobs left unfinished
-        stay in the store; a later start (or another process) finishes them."""
+        stay in the store; a later start (or another process) finishes them. Mentions acked but
+        held in memory (the store was slow) are recorded first, within ``timeout``: after a
+        stop they would be lost."""
         if wait:
             self.wait_idle(timeout)
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            self._closing.set()
+            self._lock.notify_all()
+            while self._unrecorded and self._threads and time.monotonic() < deadline:
+                self._lock.wait(min(0.1, max(0.0, deadline - time.monotonic())))
+            lost = list(self._unrecorded)
+        if lost:
+            log.error(
+                "stopping with %d acked mention(s) the store never recorded; they get no reply: %s",
+                len(lost),
+                ", ".join(lost[:20]),
+            )
         self._stopping.set()
         with self._lock:
             self._lock.notify_all()
-        deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         if not any(t.is_alive() for t in self._threads):
@@ -239,6 +254,7 @@ class ReplyJobs:
                 else:
                     self._enqueue(key, kind)
                     pending.outcome = "queued" if kind == REPLY else kind
+                self._lock.notify_all()  # close() waits for the last ones
             pending.done.set()
 
     def _enqueue(self, key: str, kind: str) -> None:
@@ -261,10 +277,10 @@ class ReplyJobs:
     def _work_loop(self, queue: deque[str]) -> None:
         while True:
             with self._lock:
-                while not queue and not self._stopping.is_set():
+                while not queue and not self._closing.is_set():
                     self._lock.wait(0.5)
-                if self._stopping.is_set():
-                    return
+                if self._closing.is_set():
+                    return  # what is queued stays in the store for the next start
                 key = queue.popleft()
                 self._queued_at.pop(key, None)
                 self._working += 1
