@@ -21,8 +21,8 @@ class Terminated(SystemExit):
     """Raised in the main thread on SIGTERM. A SystemExit, so that code catching ``Exception``
     (or Ctrl-C's KeyboardInterrupt, as the terminal chat does to stop one reply) lets it pass."""
 
-    def __init__(self) -> None:
-        super().__init__(EXIT_TERMINATED)
+    def __init__(self, code: int = EXIT_TERMINATED) -> None:  # the argument: so it pickles
+        super().__init__(code)
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
@@ -44,4 +44,5 @@ def sigterm_raises() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        # None: a handler set outside Python, which cannot be put back from here.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)

@@ -46,6 +46,12 @@ def test_terminated_passes_code_that_catches_exceptions_or_ctrl_c() -> None:
             pytest.fail("Terminated was caught as an ordinary error or as Ctrl-C")
 
 
+def test_terminated_travels_between_processes() -> None:
+    import pickle
+
+    assert pickle.loads(pickle.dumps(Terminated())).code == EXIT_TERMINATED
+
+
 def test_outside_the_main_thread_it_changes_nothing() -> None:
     before = signal.getsignal(signal.SIGTERM)
     seen = []

@@ -38,7 +38,7 @@ from bolt_support import (
     wait_until,
 )
 
-from doppelkit.testing.fakes import EchoEngine
+from doppelkit.testing.fakes import EchoEngine, EngineCall
 from doppelkit_slack.testing import FakeSlack
 from doppelkit_slack.testing.events import EventSender, app_mention
 from doppelkit_slack.testing.fake_slack import Call
@@ -238,6 +238,46 @@ def test_a_stop_records_the_mentions_held_in_memory_first(
     again = start_bot(tmp_path, slack, engine)
     try:
         [post] = replies(again, n=1)
+        assert post.thread_ts == ROOT_TS and post.text.endswith("how are you?")
+    finally:
+        stop_bot(again)
+
+
+class StoppingEngine(EchoEngine):
+    """An engine whose reply ends when the engine is closed, as vLLM's requests do."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.closed = threading.Event()
+
+    def reply(self, persona: Any, thread: Any, *, bot_user_id: str | None = None) -> list[str]:
+        with self._lock:
+            self.calls.append(EngineCall(persona, thread, bot_user_id))
+        self.closed.wait(30)
+        raise RuntimeError("the engine was closed while this request was running")
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def test_a_reply_cut_off_by_the_stop_is_left_to_the_next_bot_not_apologised_for(
+    tmp_path: Path, slack: FakeSlack
+) -> None:
+    """The stop's grace ran out while a reply was being generated, then the engine was closed
+    under it: that used to post "could not come up with a reply" and finish the job."""
+    stopping = StoppingEngine(versions={(TEAM, "U_ANN"): "v1"})
+    bot = start_bot(tmp_path, slack, stopping, reply_lease_s=1)
+    assert bot.mention(event_id="EvCUT").status == 200
+    assert wait_until(lambda: len(stopping.calls) == 1, 10)
+    bot.server.stop()
+    bot.runtime.parts.replier.jobs.close(timeout=0.2)  # the grace runs out: the worker is still busy
+    stopping.close()  # then serve closes the engine
+    time.sleep(0.5)
+    assert slack.posts == [], "no apology for a reply the next bot can still give"
+    bot.runtime.close()
+    again = start_bot(tmp_path, slack, EchoEngine(versions={(TEAM, "U_ANN"): "v1"}), reply_lease_s=1)
+    try:
+        [post] = replies(again, n=1)  # once the stopped bot's lease ran out
         assert post.thread_ts == ROOT_TS and post.text.endswith("how are you?")
     finally:
         stop_bot(again)

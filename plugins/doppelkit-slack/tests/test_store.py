@@ -227,6 +227,25 @@ def test_replies_per_minute_are_counted_per_team_in_the_store(store: PersonaStor
     assert store.add_job(busy, replies_per_minute=2) == "busy", "a busy notice is not a reply"
 
 
+def test_a_store_made_by_an_earlier_version_gets_the_new_index(store: PersonaStore) -> None:
+    """create_all adds indexes only with a new table: the team/kind/time index the reply limit
+    counts with must also reach a jobs table made before it existed."""
+    name = "ix_doppel_reply_jobs_team_recent"
+    schema = store.metadata.schema
+
+    def indexes() -> set[str]:
+        return {
+            str(i["name"]) for i in sa.inspect(store.engine).get_indexes("doppel_reply_jobs", schema=schema)
+        }
+
+    assert name in indexes()
+    with store.engine.begin() as conn:
+        conn.execute(sa.text(f"DROP INDEX {f'{schema}.' if schema else ''}{name}"))
+    assert name not in indexes()
+    store.create_schema()
+    assert name in indexes()
+
+
 def test_reply_jobs_are_recorded_once_claimed_once_and_taken_over_after_the_lease(
     store: PersonaStore,
 ) -> None:

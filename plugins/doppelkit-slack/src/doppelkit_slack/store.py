@@ -102,7 +102,7 @@ class JobRecord:
     """A reply job as stored: the message to answer and how far the answer got."""
 
     key: str
-    kind: str  # "reply", or "busy" (the queue was full: a short notice instead)
+    kind: str  # "reply", "busy" (the queue was full), "limit" (over replies per minute), "limited"
     team: str
     channel: str
     ts: str
@@ -145,6 +145,15 @@ def build_engine(url: str) -> sa.Engine:
         cursor.close()
 
     return engine
+
+
+def _create_all(conn: sa.Connection, metadata: sa.MetaData) -> None:
+    """Missing tables, and missing indexes of tables made by an earlier version (``create_all``
+    adds indexes only with a new table)."""
+    metadata.create_all(conn)
+    for table in metadata.sorted_tables:
+        for index in table.indexes:
+            index.create(conn, checkfirst=True)
 
 
 class PersonaStore:
@@ -210,6 +219,8 @@ class PersonaStore:
             sa.Column("created_at", ts, nullable=False),
             sa.Column("updated_at", ts, nullable=False),
             sa.CheckConstraint(f"state IN {JOB_STATES!r}", name="ck_doppel_reply_jobs_state"),
+            # each reply's count of its team's replies in the last minute (replies_per_minute)
+            sa.Index("ix_doppel_reply_jobs_team_recent", "team", "kind", "created_at"),
         )
 
     # --- plumbing ---------------------------------------------------------------------------
@@ -229,11 +240,12 @@ class PersonaStore:
         if self.engine.dialect.name == "postgresql":
             with self.engine.begin() as conn:
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
-                metadata.create_all(conn)
+                _create_all(conn, metadata)
             return
         for attempt in range(SCHEMA_ATTEMPTS):
             try:
-                metadata.create_all(self.engine)
+                with self.engine.begin() as conn:
+                    _create_all(conn, metadata)
                 return
             except (OperationalError, ProgrammingError):
                 # Another process created a table first ("already exists"), held the lock, or

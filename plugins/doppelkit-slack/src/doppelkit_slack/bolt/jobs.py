@@ -107,6 +107,11 @@ class ClaimedJob:
 Handler = Callable[[ClaimedJob], None]
 
 
+class JobAbandoned(Exception):
+    """Raised by a handler to give its job back unfinished: the bot is stopping and the job
+    could not be done (its engine was closed under it). The next bot finishes it."""
+
+
 @dataclass
 class _Pending:
     values: dict[str, Any]
@@ -129,7 +134,7 @@ class ReplyJobs:
         self._lock = threading.Condition()
         self._unrecorded: dict[str, _Pending] = {}
         self._queue: deque[str] = deque()  # reply jobs waiting for a worker (keys)
-        self._notices: deque[str] = deque()  # busy notices (keys)
+        self._notices: deque[str] = deque()  # busy and limit notices (keys)
         self._known: set[str] = set()  # keys queued here or being worked on here
         self._working = 0
         self._active: set[str] = set()  # keys a worker of this process holds right now
@@ -171,7 +176,8 @@ class ReplyJobs:
             lost = list(self._unrecorded)
         if lost:
             log.error(
-                "stopping with %d acked mention(s) the store never recorded; they get no reply: %s",
+                "stopping with %d acked mention(s) the store has not recorded; unless it does now, "
+                "they get no reply: %s",
                 len(lost),
                 ", ".join(lost[:20]),
             )
@@ -186,6 +192,11 @@ class ReplyJobs:
             except Exception as exc:
                 log.warning("could not hand back unfinished reply jobs: %s", exc)
         self._threads = []
+
+    @property
+    def closing(self) -> bool:
+        """The bot is stopping: a job failing now is given back, not answered with an apology."""
+        return self._closing.is_set()
 
     # --- before the ack -------------------------------------------------------------------------
 
@@ -244,7 +255,7 @@ class ReplyJobs:
                 if kind is None:
                     pending.outcome = "duplicate"
                 elif kind == KIND_LIMITED:
-                    self.counts["limited"] += 1
+                    self.counts["limited"] += 1  # not answered: over the limit, noticed already
                     log.info(
                         "team %s is over its replies per minute; not answering %s",
                         pending.values["team"],
@@ -252,6 +263,10 @@ class ReplyJobs:
                     )
                     pending.outcome = "limited"
                 else:
+                    if kind == LIMIT:
+                        self.counts["limited"] += 1
+                        log.warning("team %s is over its replies per minute: %s gets the notice",
+                                    pending.values["team"], key)  # fmt: skip
                     self._enqueue(key, kind)
                     pending.outcome = "queued" if kind == REPLY else kind
                 self._lock.notify_all()  # close() waits for the last ones
@@ -267,9 +282,6 @@ class ReplyJobs:
         if kind == BUSY:
             self.counts["busy"] += 1
             log.warning("reply queue full (%d waiting): %s gets a busy notice", len(self._queue), key)
-        elif kind == LIMIT:
-            self.counts["limited"] += 1
-            log.warning("team of %s is over its replies per minute: it gets the notice", key)
         self._lock.notify_all()
 
     # --- workers ---------------------------------------------------------------------------------
@@ -305,6 +317,8 @@ class ReplyJobs:
             self._active.add(key)
         try:
             self.handler(claimed)
+        except JobAbandoned as exc:  # neither finished nor failed: the lease hands it on
+            log.warning("reply job %s left to the next bot: %s", key, exc)
         except Exception as exc:  # the handler reports its own failures; this is a last resort
             log.exception("reply job %s failed", key)
             try:

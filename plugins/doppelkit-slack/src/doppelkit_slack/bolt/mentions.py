@@ -24,7 +24,7 @@ from doppelkit.models import DatasetReport, Message, Persona, Thread, is_safe_id
 from doppelkit.mrkdwn import mentioned_channel_ids
 from doppelkit.threads import referenced_user_ids
 from doppelkit_slack.bolt.avatar import Avatars
-from doppelkit_slack.bolt.jobs import BUSY, LIMIT, ClaimedJob, JobSettings, ReplyJobs
+from doppelkit_slack.bolt.jobs import BUSY, LIMIT, ClaimedJob, JobAbandoned, JobSettings, ReplyJobs
 from doppelkit_slack.bolt.personas import ChannelDirectory, MemberDirectory, PersonaChooser
 from doppelkit_slack.bolt.posting import (
     UNREACHABLE,
@@ -108,8 +108,8 @@ class MentionReplier:
     # --- before the ack -----------------------------------------------------------------------
 
     def accept(self, body: dict[str, Any], *, bot_user_id: str | None, bot_id: str | None) -> str:
-        """Decide and record; returns what happened (``queued``, ``busy``, ``duplicate``,
-        ``unrecorded``, ``ignored: …``). Never calls Slack; waits on the store at most
+        """Decide and record; returns what happened (``queued``, ``busy``, ``limit``, ``limited``,
+        ``duplicate``, ``unrecorded``, ``ignored: …``). Never calls Slack; waits on the store at most
         ``ack_wait_s`` (:meth:`ReplyJobs.submit`)."""
         event = body.get("event") or {}
         job = self._job(body, event, bot_user_id, bot_id)
@@ -197,6 +197,8 @@ class MentionReplier:
         """The whole answer to a mention (the persona's reply, or a notice saying why not)."""
         try:
             return self._compose(job)
+        except JobAbandoned:
+            raise
         except Exception:  # the user gets an apology, not silence
             log.exception("failed to answer %s/%s", job.channel, job.ts)
             return notice("Sorry, something went wrong while I was writing a reply.")
@@ -222,7 +224,9 @@ class MentionReplier:
         thread = self.fetch_thread(job, persona)
         try:
             parts = self.engine.reply(persona, thread, bot_user_id=job.bot_user_id)
-        except Exception:
+        except Exception as exc:
+            if self.jobs.closing:  # the engine was closed under this reply: the next bot answers
+                raise JobAbandoned(f"the engine stopped with the bot ({type(exc).__name__}: {exc})") from exc
             log.exception("the engine failed for %s", persona.id)
             return notice(f"Sorry, {persona.label} could not come up with a reply this time.")
         messages = outgoing_messages([p for p in parts if p and p.strip()], self.settings.max_message_chars)

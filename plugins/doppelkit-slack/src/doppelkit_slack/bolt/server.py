@@ -131,7 +131,9 @@ class SocketModeHealth:
 
     slack_sdk's client reconnects by itself; a connection down longer than
     :data:`SOCKET_DOWN_GRACE_S` (or never up) makes the status ``degraded`` (HTTP 503), so a
-    supervisor can restart a bot that stopped hearing from Slack."""
+    supervisor can restart a bot that stopped hearing from Slack. :meth:`watch` looks at the
+    connection every second, so a drop is timed from when it happened, not from the next poll.
+    """
 
     def __init__(
         self,
@@ -144,17 +146,38 @@ class SocketModeHealth:
         self.is_connected = is_connected
         self.clock = clock
         self._down_since: float | None = clock()  # not connected yet
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def observe(self) -> float | None:
+        """Look at the connection now; seconds it has been down, or None while connected."""
+        connected = self.is_connected()
+        with self._lock:
+            now = self.clock()
+            if connected:
+                self._down_since = None
+                return None
+            if self._down_since is None:
+                self._down_since = now
+            return now - self._down_since
+
+    def watch(self, every_s: float = 1.0) -> SocketModeHealth:
+        def run() -> None:
+            while not self._stop.wait(every_s):
+                self.observe()
+
+        threading.Thread(target=run, name="doppel-socket-health", daemon=True).start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
 
     def __call__(self) -> dict[str, Any]:
         report = dict(self.jobs_health())
-        now = self.clock()
-        if self.is_connected():
-            self._down_since = None
+        down_s = self.observe()
+        if down_s is None:
             report["socket_mode"] = "connected"
             return report
-        if self._down_since is None:
-            self._down_since = now
-        down_s = now - self._down_since
         report["socket_mode"] = f"disconnected for {down_s:.0f} s"
         if down_s > SOCKET_DOWN_GRACE_S:
             report["status"] = "degraded"
@@ -348,23 +371,26 @@ def serve(config: BoltConfig, context: RunContext, engine: Engine) -> None:
             server.run()
         else:
             handler = socket_mode_handler(runtime.app, app_token)
-            health_server = None
-            if config.health_port is not None:
-                health = SocketModeHealth(runtime.parts.replier.jobs.health, handler.client.is_connected)
-                routes = SideRoutes(not_found, runtime.parts.home, health)
-                health_server = HttpServer(routes, config.host, config.health_port).start()
-                persona_note += f"; health at {health_server.url}/healthz"
-            context.console.print(
-                f"doppelkit bolt: connecting to Slack in Socket Mode{persona_note}",
-                soft_wrap=True,
-                markup=False,
-                highlight=False,
-            )
+            health: SocketModeHealth | None = None
+            health_server: HttpServer | None = None
             try:
+                if config.health_port is not None:
+                    health = SocketModeHealth(runtime.parts.replier.jobs.health, handler.client.is_connected)
+                    routes = SideRoutes(not_found, runtime.parts.home, health.watch())
+                    health_server = HttpServer(routes, config.host, config.health_port).start()
+                    persona_note += f"; health at {health_server.url}/healthz"
+                context.console.print(
+                    f"doppelkit bolt: connecting to Slack in Socket Mode{persona_note}",
+                    soft_wrap=True,
+                    markup=False,
+                    highlight=False,
+                )
                 handler.start()
             finally:
                 handler.close()
                 if health_server is not None:
                     health_server.stop()
+                if health is not None:
+                    health.close()
     finally:
         runtime.close(wait=False)
