@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vllm_testkit import GREEDY, VLLM_TINY, make_peft, make_vllm
+from vllm_testkit import VLLM_ON_CPU, VLLM_TINY, make_peft, make_vllm
 
 from doppelkit.home import Home
 from doppelkit.models import Persona, User
@@ -127,17 +127,14 @@ def test_the_command_line_bot_on_engine_vllm_answers_and_stops_with_its_engine(t
                 "doppelkit.cli",
                 "serve",
                 "frontend=bolt",
-                "engine=vllm",
+                *VLLM_ON_CPU,
                 "frontend.mode=http",
                 "frontend.port=0",
                 f"frontend.api_url={slack.url}",
                 "frontend.avatar=none",
                 f"persona.user={ANN.id}",
                 f"home={home.root}",
-                "engine.enforce_eager=true",
                 "engine.max_new_tokens=12",
-                f"engine.kv_cache_memory_bytes={GREEDY.kv_cache_memory_bytes}",
-                f"engine.max_lora_rank={GREEDY.max_lora_rank}",
             ],
             env={
                 **os.environ,

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from vllm_testkit import GREEDY, MAYA
+from vllm_testkit import MAYA, VLLM_ON_CPU
 
 from doppelkit.home import Home
 from doppelkit_lora.model.tiny import TinyBase
@@ -40,10 +40,7 @@ def test_chat_with_engine_vllm_answers_as_engine_peft(published: tuple[Home, Tin
     home = published[0]
     vllm = chat(
         home,
-        "engine=vllm",
-        "engine.enforce_eager=true",
-        f"engine.kv_cache_memory_bytes={GREEDY.kv_cache_memory_bytes}",
-        f"engine.max_lora_rank={GREEDY.max_lora_rank}",
+        *VLLM_ON_CPU,
     )
     assert vllm.returncode == 0, vllm.stderr[-3000:]
     peft = chat(home, "engine=peft")
@@ -78,10 +75,7 @@ def test_a_persona_trained_by_the_lora_trainer_chats_on_engine_vllm(tmp_path: Pa
     assert trained.returncode == 0, trained.stderr[-3000:]
     vllm = chat(
         home,
-        "engine=vllm",
-        "engine.enforce_eager=true",
-        f"engine.kv_cache_memory_bytes={GREEDY.kv_cache_memory_bytes}",
-        f"engine.max_lora_rank={GREEDY.max_lora_rank}",
+        *VLLM_ON_CPU,
         persona="maya",
     )
     assert vllm.returncode == 0, vllm.stderr[-3000:]

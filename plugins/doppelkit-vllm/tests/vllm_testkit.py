@@ -42,6 +42,14 @@ GREEDY = VllmEngineConfig(
     max_num_seqs=16,
 )
 
+# engine=vllm on the command line as these tests run it: GREEDY's engine settings.
+VLLM_ON_CPU = [
+    "engine=vllm",
+    "engine.enforce_eager=true",
+    f"engine.kv_cache_memory_bytes={GREEDY.kv_cache_memory_bytes}",
+    f"engine.max_lora_rank={GREEDY.max_lora_rank}",
+]
+
 
 def make_vllm(home: Home, config: VllmEngineConfig = GREEDY) -> VllmEngine:
     from doppelkit.testing.helpers import make_context

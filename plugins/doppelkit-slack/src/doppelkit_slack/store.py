@@ -156,6 +156,13 @@ def _create_all(conn: sa.Connection, metadata: sa.MetaData) -> None:
             index.create(conn, checkfirst=True)
 
 
+def _lock_team(conn: sa.Connection, team: str) -> None:
+    """One transaction per team at a time until this one ends, where per-team limits are
+    counted (PostgreSQL; SQLite has one writer at a time anyway)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:team))"), {"team": team})
+
+
 class PersonaStore:
     """Thread-safe access to the store; every method is one short transaction."""
 
@@ -318,8 +325,7 @@ class PersonaStore:
         """
         stamp = now()
         with self._write() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:team))"), {"team": team})
+            _lock_team(conn, team)
             if training_limit is not None:
                 running = (
                     conn.execute(
@@ -529,19 +535,16 @@ class PersonaStore:
         stamp = now()
         row = {"created_at": stamp, **values, "state": JOB_QUEUED, "posted": 0, "attempts": 0}
         row["updated_at"] = stamp
-        limited = replies_per_minute is not None and row["kind"] == KIND_REPLY
+        limit = replies_per_minute if row["kind"] == KIND_REPLY else None
         try:
             with self._write() as conn:
-                if limited and conn.dialect.name == "postgresql":
-                    conn.execute(
-                        sa.text("SELECT pg_advisory_xact_lock(hashtext(:team))"), {"team": row["team"]}
-                    )
+                if limit is not None:
+                    _lock_team(conn, row["team"])
                 # Insert first: on SQLite that takes the database's write lock, so no other
                 # process can record a job between the count below and the commit.
                 conn.execute(self.jobs.insert().values(**row))
-                if limited:
-                    assert replies_per_minute is not None
-                    changes = self._over_limit(conn, row, replies_per_minute)
+                if limit is not None:
+                    changes = self._over_limit(conn, row, limit)
                     if changes:
                         conn.execute(
                             self.jobs.update().where(self.jobs.c.key == row["key"]).values(**changes)

@@ -21,6 +21,9 @@ from typing import TYPE_CHECKING
 
 from slack_sdk import WebClient
 
+from doppelkit_slack.bolt.config import MAX_RETRY_AFTER_S, BoltConfig
+from doppelkit_slack.webclient import web_client
+
 if TYPE_CHECKING:
     from slack_sdk.oauth.installation_store import InstallationStore
     from slack_sdk.oauth.token_rotation import TokenRotator
@@ -28,6 +31,22 @@ if TYPE_CHECKING:
 log = logging.getLogger("doppelkit.bolt")
 MAX_CACHED_CLIENTS = 10_000
 ROTATE_MINUTES_BEFORE_EXPIRY = 120  # as Bolt's authorizer: refresh 2 h before a 12 h token expires
+
+
+def client_factory(config: BoltConfig) -> Callable[[str | None], WebClient]:
+    """Web API clients for any token, with ``frontend.*``'s URL, retries and timeout."""
+
+    def make(token: str | None) -> WebClient:
+        return web_client(
+            token,
+            config.api_url,
+            max_retries=config.api_retries,
+            backoff_s=config.api_retry_backoff,
+            max_retry_after_s=MAX_RETRY_AFTER_S,
+            timeout_s=config.api_timeout,
+        )
+
+    return make
 
 
 class TeamClients:

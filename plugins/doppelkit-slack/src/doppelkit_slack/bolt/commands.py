@@ -53,6 +53,7 @@ class DoppelCommands:
         forgetting: Forgetting,
         training: TrainingRunner,
         persona_limit: int,
+        training_limit: int | None = None,
         permissions: Permissions | None = None,
         consent: ConsentGate | None = None,
     ) -> None:
@@ -66,7 +67,7 @@ class DoppelCommands:
         self.persona_limit = persona_limit
         self.permissions = permissions or Permissions()
         self.consent = consent  # None: train without asking (as frontend.consent=none, silently)
-        self.training_limit: int | None = None  # frontend.training_limit (runs at once per team)
+        self.training_limit = training_limit  # frontend.training_limit (runs at once per team)
 
     def handle(self, text: str, invocation: Invocation) -> str:
         verb, _, argument = (text or "").strip().partition(" ")

@@ -19,9 +19,9 @@ from doppelkit.interfaces import Engine, RunContext
 from doppelkit.models import Persona
 from doppelkit_slack.bolt.app import BotParts, build_app
 from doppelkit_slack.bolt.avatar import Avatars
-from doppelkit_slack.bolt.clients import TeamClients
+from doppelkit_slack.bolt.clients import TeamClients, client_factory
 from doppelkit_slack.bolt.commands import DoppelCommands
-from doppelkit_slack.bolt.config import MAX_RETRY_AFTER_S, BoltConfig
+from doppelkit_slack.bolt.config import BoltConfig
 from doppelkit_slack.bolt.consent import ConsentGate, ConsentStore
 from doppelkit_slack.bolt.forgetting import Forgetting
 from doppelkit_slack.bolt.jobs import JobSettings
@@ -38,7 +38,7 @@ from doppelkit_slack.bolt.respond import ResponseUrls
 from doppelkit_slack.bolt.training import Launch, PipelineSteps, TrainingRunner, TrainingSteps, train_detached
 from doppelkit_slack.bolt.uninstall import WorkspaceEraser
 from doppelkit_slack.store import PersonaStore, default_url
-from doppelkit_slack.webclient import AUTH_ERRORS, web_client
+from doppelkit_slack.webclient import AUTH_ERRORS
 
 log = logging.getLogger("doppelkit.bolt")
 DISPATCH_THREADS = 32  # HTTP requests handed to Bolt at once (each only claims and queues)
@@ -170,16 +170,7 @@ def build_runtime(
     if interrupted:
         log.warning("%d training run(s) were interrupted; marked failed", interrupted)
 
-    def make_client(token: str | None) -> WebClient:
-        return web_client(
-            token,
-            config.api_url,
-            max_retries=config.api_retries,
-            backoff_s=config.api_retry_backoff,
-            max_retry_after_s=MAX_RETRY_AFTER_S,
-            timeout_s=config.api_timeout,
-        )
-
+    make_client = client_factory(config)
     client = make_client(bot_token)  # the App's; with OAuth it has no token (each team its own)
     oauth_parts = None
     if oauth is not None:
@@ -241,9 +232,9 @@ def build_runtime(
         forgetting=forgetting,
         training=training,
         persona_limit=config.persona_limit,
+        training_limit=config.training_limit,
         permissions=config.permissions,
     )
-    commands.training_limit = config.training_limit
     consents = ConsentStore(store)
     consents.create_schema()
     commands.consent = ConsentGate(

@@ -357,40 +357,45 @@ def serve(config: BoltConfig, context: RunContext, engine: Engine) -> None:
     )
     who = runtime.chooser.command_line
     persona_note = f" (persona: {who.name or who.query})" if who else ""
+
+    def announce(text: str) -> None:  # URLs whole, nothing read as markup
+        context.console.print(text, soft_wrap=True, markup=False, highlight=False)
+
     try:
         if config.mode == "http":
             assert signing_secret is not None
             server = HttpServer(asgi_app(runtime, signing_secret), config.host, config.port)
             install = f"; installs at {server.url}{config.install_path}" if oauth else ""
-            context.console.print(
-                f"doppelkit bolt: listening on {server.url}{config.path}{persona_note}{install}",
-                soft_wrap=True,
-                markup=False,
-                highlight=False,
-            )
+            announce(f"doppelkit bolt: listening on {server.url}{config.path}{persona_note}{install}")
             server.run()
         else:
-            handler = socket_mode_handler(runtime.app, app_token)
-            health: SocketModeHealth | None = None
-            health_server: HttpServer | None = None
-            try:
-                if config.health_port is not None:
-                    health = SocketModeHealth(runtime.parts.replier.jobs.health, handler.client.is_connected)
-                    routes = SideRoutes(not_found, runtime.parts.home, health.watch())
-                    health_server = HttpServer(routes, config.host, config.health_port).start()
-                    persona_note += f"; health at {health_server.url}/healthz"
-                context.console.print(
-                    f"doppelkit bolt: connecting to Slack in Socket Mode{persona_note}",
-                    soft_wrap=True,
-                    markup=False,
-                    highlight=False,
-                )
-                handler.start()
-            finally:
-                handler.close()
-                if health_server is not None:
-                    health_server.stop()
-                if health is not None:
-                    health.close()
+            _serve_socket_mode(config, runtime, app_token, announce, persona_note)
     finally:
         runtime.close(wait=False)
+
+
+def _serve_socket_mode(
+    config: BoltConfig,
+    runtime: BoltRuntime,
+    app_token: str | None,
+    announce: Callable[[str], None],
+    persona_note: str,
+) -> None:
+    """Socket Mode until interrupted, with ``GET /healthz`` on ``frontend.health_port`` if set."""
+    handler = socket_mode_handler(runtime.app, app_token)
+    health: SocketModeHealth | None = None
+    health_server: HttpServer | None = None
+    try:
+        if config.health_port is not None:
+            health = SocketModeHealth(runtime.parts.replier.jobs.health, handler.client.is_connected)
+            routes = SideRoutes(not_found, runtime.parts.home, health.watch())
+            health_server = HttpServer(routes, config.host, config.health_port).start()
+            persona_note += f"; health at {health_server.url}/healthz"
+        announce(f"doppelkit bolt: connecting to Slack in Socket Mode{persona_note}")
+        handler.start()
+    finally:
+        handler.close()
+        if health_server is not None:
+            health_server.stop()
+        if health is not None:
+            health.close()

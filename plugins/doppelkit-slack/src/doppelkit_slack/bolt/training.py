@@ -155,26 +155,22 @@ class TrainingRunner:
             if run.cancelled.is_set():
                 raise TrainingCancelled
 
+        def tell(text: str) -> None:
+            self.notify(team, channel, text, run.response_url)
+
         try:
             steps = self.steps()
-            self.notify(team, channel, f"Reading {name}'s messages…", run.response_url)
+            tell(f"Reading {name}'s messages…")
             examples, ingested = steps.ingest(persona)
             go_on()
             self.store.set_state(team, persona.id, TRAINING)
-            self.notify(
-                team,
-                channel,
-                f"Training {name} on {examples} examples… this can take a while.",
-                run.response_url,
-            )
+            tell(f"Training {name} on {examples} examples… this can take a while.")
             version = steps.train(persona, ingested)
             go_on()
             self.store.set_state(team, persona.id, TRAINED, version=version)
             if self.store.active_user(team) is None:
                 self.store.set_active(team, persona.id)
-            self.notify(
-                team, channel, f"{name} is ready ({version}). Mention me to talk to them.", run.response_url
-            )
+            tell(f"{name} is ready ({version}). Mention me to talk to them.")
         except TrainingCancelled:
             log.info("training %s stopped: the workspace %s went away", persona.id, team)
         except BaseException as exc:
@@ -189,7 +185,7 @@ class TrainingRunner:
                 self.store.set_state(team, persona.id, FAILED, error=reason[:1000])
             except Exception:  # forgotten meanwhile, or the store is down
                 log.exception("could not record the failure of %s", persona.id)
-            self.notify(team, channel, f"Training {name} failed: {reason[:500]}", run.response_url)
+            tell(f"Training {name} failed: {reason[:500]}")
         finally:
             with self._runs_lock:
                 self._runs.pop((team, persona.id), None)
@@ -249,31 +245,14 @@ def detached_client(frontend: Any, store: PersonaStore, team: str) -> Any:
     """The Web API client a detached run posts with: ``SLACK_BOT_TOKEN``'s, or with
     ``frontend.oauth`` the team's installed bot token (from the installation store in the same
     database, refreshed if due; the app's ``SLACK_CLIENT_ID``/``SLACK_CLIENT_SECRET``)."""
-    from doppelkit_slack.bolt.config import (
-        BOT_TOKEN_ENV,
-        CLIENT_ID_ENV,
-        CLIENT_SECRET_ENV,
-        MAX_RETRY_AFTER_S,
-        required_secret,
-    )
-    from doppelkit_slack.webclient import web_client
+    from doppelkit_slack.bolt.clients import TeamClients, client_factory
+    from doppelkit_slack.bolt.config import BOT_TOKEN_ENV, CLIENT_ID_ENV, CLIENT_SECRET_ENV, required_secret
 
-    def make(token: str | None) -> Any:
-        return web_client(
-            token,
-            frontend.api_url,
-            max_retries=frontend.api_retries,
-            backoff_s=frontend.api_retry_backoff,
-            max_retry_after_s=MAX_RETRY_AFTER_S,
-            timeout_s=frontend.api_timeout,
-        )
-
+    make = client_factory(frontend)
     if not frontend.oauth:
         return make(required_secret(BOT_TOKEN_ENV, "the training run posts its progress to Slack"))
     from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
     from slack_sdk.oauth.token_rotation import TokenRotator
-
-    from doppelkit_slack.bolt.clients import TeamClients
 
     why = "the training run posts its progress with the workspace's installed token"
     client_id = required_secret(CLIENT_ID_ENV, why)
